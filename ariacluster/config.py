@@ -1,0 +1,200 @@
+"""Read and validate `config/dispatcher.json` (the original system's schema).
+
+The file is optional: every key has a default, and environment variables override the file
+(see `docs/configuration.md`). Validation is strict: an unknown key or a wrong type stops
+start-up with a `ConfigError` naming the key path, e.g. ``task_assignment.strategy``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+STRATEGIES = ("least_loaded", "round_robin", "random", "tags")
+DATABASE_TYPES = ("memory", "sqlite", "postgresql")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class ConfigError(Exception):
+    """The configuration file is unreadable or holds an invalid value."""
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    type: str = "sqlite"
+    path: str = "data/dispatcher.db"
+    url: str = ""
+
+
+@dataclass(frozen=True)
+class TaskAssignmentConfig:
+    strategy: str = "least_loaded"
+    max_retries: int = 3
+    retry_delay: float = 300.0
+
+
+@dataclass(frozen=True)
+class WorkerManagementConfig:
+    heartbeat_interval: float = 10.0
+    heartbeat_timeout: float = 30.0
+    auto_remove_offline: bool = False
+    offline_threshold: float = 3600.0
+
+
+@dataclass(frozen=True)
+class SecurityConfig:
+    api_key_required: bool = True
+    api_keys: tuple[str, ...] = ()
+    join_keys: tuple[str, ...] = ()
+    max_request_bytes: int = 10 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class DispatcherConfig:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "INFO"
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    task_assignment: TaskAssignmentConfig = field(default_factory=TaskAssignmentConfig)
+    worker_management: WorkerManagementConfig = field(default_factory=WorkerManagementConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
+    source: str = ""
+
+
+def _expect(value: Any, kind: type | tuple[type, ...], path: str) -> Any:
+    # bool is an int subclass in Python; a JSON true is never a valid number here.
+    if isinstance(value, bool) and kind in (int, float, (int, float)):
+        raise ConfigError(f"{path}: expected a number, got {value!r}")
+    if not isinstance(value, kind):
+        name = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise ConfigError(f"{path}: expected {name}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _section(raw: dict[str, Any], name: str, allowed: set[str]) -> dict[str, Any]:
+    section = raw.get(name, {})
+    _expect(section, dict, name)
+    unknown = set(section) - allowed
+    if unknown:
+        raise ConfigError(f"{name}.{sorted(unknown)[0]}: unknown key (allowed: {sorted(allowed)})")
+    return section
+
+
+def _positive(value: Any, path: str, *, allow_zero: bool = False) -> float:
+    number = float(_expect(value, (int, float), path))
+    if number < 0 or (number == 0 and not allow_zero):
+        raise ConfigError(f"{path}: must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+    return number
+
+
+def parse_config(raw: Any, *, source: str = "") -> DispatcherConfig:
+    """Validate a decoded JSON document and return the typed configuration."""
+    _expect(raw, dict, "(top level)")
+    top_keys = {"host", "port", "log_level", "database", "task_assignment",
+                "worker_management", "security"}
+    unknown = set(raw) - top_keys
+    if unknown:
+        raise ConfigError(f"{sorted(unknown)[0]}: unknown key (allowed: {sorted(top_keys)})")
+    defaults = DispatcherConfig()
+
+    host = _expect(raw.get("host", defaults.host), str, "host")
+    port = _expect(raw.get("port", defaults.port), int, "port")
+    if not 0 < port < 65536:
+        raise ConfigError(f"port: must be 1-65535, got {port}")
+    log_level = _expect(raw.get("log_level", defaults.log_level), str, "log_level").upper()
+    if log_level not in LOG_LEVELS:
+        raise ConfigError(f"log_level: must be one of {list(LOG_LEVELS)}, got {log_level!r}")
+
+    db = _section(raw, "database", {"type", "path", "url"})
+    db_type = _expect(db.get("type", "sqlite"), str, "database.type")
+    if db_type not in DATABASE_TYPES:
+        raise ConfigError(f"database.type: must be one of {list(DATABASE_TYPES)}, got {db_type!r}")
+    database = DatabaseConfig(
+        type=db_type,
+        path=_expect(db.get("path", DatabaseConfig.path), str, "database.path"),
+        url=_expect(db.get("url", ""), str, "database.url"),
+    )
+    if db_type == "postgresql" and not database.url and not os.environ.get("DATABASE_URL"):
+        raise ConfigError("database.url: required when database.type is 'postgresql'")
+
+    ta = _section(raw, "task_assignment", {"strategy", "max_retries", "retry_delay"})
+    strategy = _expect(ta.get("strategy", "least_loaded"), str, "task_assignment.strategy")
+    if strategy not in STRATEGIES:
+        raise ConfigError(
+            f"task_assignment.strategy: must be one of {list(STRATEGIES)}, got {strategy!r}"
+        )
+    max_retries = _expect(ta.get("max_retries", 3), int, "task_assignment.max_retries")
+    if max_retries < 0:
+        raise ConfigError(f"task_assignment.max_retries: must be >= 0, got {max_retries}")
+    task_assignment = TaskAssignmentConfig(
+        strategy=strategy,
+        max_retries=max_retries,
+        retry_delay=_positive(ta.get("retry_delay", 300), "task_assignment.retry_delay",
+                              allow_zero=True),
+    )
+
+    wm = _section(raw, "worker_management", {"heartbeat_interval", "heartbeat_timeout",
+                                             "auto_remove_offline", "offline_threshold"})
+    interval = _positive(wm.get("heartbeat_interval", 10), "worker_management.heartbeat_interval")
+    timeout = _positive(wm.get("heartbeat_timeout", 30), "worker_management.heartbeat_timeout")
+    if timeout <= interval:
+        raise ConfigError(
+            "worker_management.heartbeat_timeout: must be greater than heartbeat_interval "
+            f"({timeout} <= {interval})"
+        )
+    worker_management = WorkerManagementConfig(
+        heartbeat_interval=interval,
+        heartbeat_timeout=timeout,
+        auto_remove_offline=_expect(wm.get("auto_remove_offline", False), bool,
+                                    "worker_management.auto_remove_offline"),
+        offline_threshold=_positive(wm.get("offline_threshold", 3600),
+                                    "worker_management.offline_threshold"),
+    )
+
+    sec = _section(raw, "security", {"api_key_required", "api_keys", "join_keys",
+                                     "max_request_bytes"})
+    keys: list[str] = []
+    for name in ("api_keys", "join_keys"):
+        values = _expect(sec.get(name, []), list, f"security.{name}")
+        for index, key in enumerate(values):
+            _expect(key, str, f"security.{name}[{index}]")
+            if not key.strip():
+                raise ConfigError(f"security.{name}[{index}]: must not be empty")
+        keys.append(name)
+    max_bytes = _expect(sec.get("max_request_bytes", SecurityConfig.max_request_bytes), int,
+                        "security.max_request_bytes")
+    if max_bytes < 1024:
+        raise ConfigError(f"security.max_request_bytes: must be >= 1024, got {max_bytes}")
+    security = SecurityConfig(
+        api_key_required=_expect(sec.get("api_key_required", True), bool,
+                                 "security.api_key_required"),
+        api_keys=tuple(sec.get("api_keys", [])),
+        join_keys=tuple(sec.get("join_keys", [])),
+        max_request_bytes=max_bytes,
+    )
+
+    return DispatcherConfig(
+        host=host, port=port, log_level=log_level, database=database,
+        task_assignment=task_assignment, worker_management=worker_management,
+        security=security, source=source,
+    )
+
+
+def load_config(path: str | os.PathLike[str] | None) -> DispatcherConfig:
+    """Load the file at `path`; a missing default file yields the defaults."""
+    if path is None:
+        return DispatcherConfig()
+    file = Path(path)
+    if not file.exists():
+        raise ConfigError(f"{file}: configuration file not found")
+    try:
+        raw = json.loads(file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{file}: not valid JSON ({exc})") from exc
+    try:
+        return parse_config(raw, source=str(file))
+    except ConfigError as exc:
+        raise ConfigError(f"{file}: {exc}") from exc

@@ -1,0 +1,219 @@
+"""Django settings for the ariacluster dispatcher.
+
+One file, driven by `config/dispatcher.json` (path in ARIACLUSTER_CONFIG) and environment
+variables, which win over the file. A fresh clone runs with no configuration at all: SQLite in
+`data/dispatcher.db` and the in-memory channel layer.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from pathlib import Path
+
+import dj_database_url
+
+from ariacluster.config import ConfigError, load_config
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def envbool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def envlist(name: str, default: list[str]) -> list[str]:
+    value = os.environ.get(name)
+    if not value:
+        return default
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+_config_path = os.environ.get("ARIACLUSTER_CONFIG")
+if _config_path is None and (BASE_DIR / "config" / "dispatcher.json").exists():
+    _config_path = str(BASE_DIR / "config" / "dispatcher.json")
+try:
+    ARIACLUSTER = load_config(_config_path)
+except ConfigError as _exc:
+    sys.stderr.write(f"ariacluster: invalid configuration: {_exc}\n")
+    raise SystemExit(2) from None
+
+DATA_DIR = Path(os.environ.get("ARIACLUSTER_DATA_DIR", BASE_DIR / "data"))
+DEBUG = envbool("DEBUG", False)
+
+
+def _secret_key() -> str:
+    """SECRET_KEY from the environment, else a random one kept in a 0600 file under data/."""
+    if os.environ.get("SECRET_KEY"):
+        return os.environ["SECRET_KEY"]
+    path = DATA_DIR / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(50)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key)
+    return key
+
+
+SECRET_KEY = _secret_key()
+ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "django_htmx",
+    "template_partials",
+    "channels",
+    "dispatcher",
+    "workers_app",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "ariacluster.http.RequestSizeLimitMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "ariacluster.urls"
+ASGI_APPLICATION = "ariacluster.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+
+def _databases() -> dict[str, dict[str, object]]:
+    url = os.environ.get("DATABASE_URL") or ARIACLUSTER.database.url
+    db_type = ARIACLUSTER.database.type
+    if os.environ.get("DATABASE_URL") or db_type == "postgresql":
+        config: dict[str, object] = dict(dj_database_url.parse(url, conn_max_age=60))
+        return {"default": config}
+    if db_type == "memory":
+        # Shared-cache in-memory SQLite: every connection of this process sees one database,
+        # and it is gone when the process exits (documented in docs/configuration.md).
+        name = "file:ariacluster-memory?mode=memory&cache=shared"
+        options: dict[str, object] = {"uri": True, "transaction_mode": "IMMEDIATE", "timeout": 20}
+        return {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": name,
+                            "OPTIONS": options, "TEST": {"NAME": name}}}
+    path = Path(ARIACLUSTER.database.path)
+    if not path.is_absolute():
+        path = BASE_DIR / path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": str(path),
+            "OPTIONS": {
+                # One writer at a time, taken at BEGIN: placement cannot race, and no
+                # "database is locked" on a read-then-write upgrade.
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 30,
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+        }
+    }
+
+
+DATABASES = _databases()
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = os.environ.get("REDIS_URL", "")
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000, "expiry": 30},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = DATA_DIR / "staticfiles"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True
+
+LOGIN_URL = "/admin/login/"
+DATA_UPLOAD_MAX_MEMORY_SIZE = ARIACLUSTER.security.max_request_bytes
+FILE_UPLOAD_MAX_MEMORY_SIZE = ARIACLUSTER.security.max_request_bytes
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "ariacluster.auth.ApiKeyAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["ariacluster.auth.HasApiScope"],
+    "DEFAULT_PAGINATION_CLASS": "ariacluster.http.Pagination",
+    "PAGE_SIZE": 50,
+    "EXCEPTION_HANDLER": "ariacluster.http.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "ariacluster API",
+    "DESCRIPTION": "Queue downloads on a cluster of aria2c workers.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": ARIACLUSTER.log_level},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
+
+# Maintenance loop (lease expiry, retries, placement sweep) runs inside each ASGI process.
+MAINTENANCE_INTERVAL = float(os.environ.get("ARIACLUSTER_MAINTENANCE_INTERVAL", "1.0"))
+MAINTENANCE_ENABLED = envbool("ARIACLUSTER_MAINTENANCE", True)

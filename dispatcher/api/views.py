@@ -1,0 +1,158 @@
+"""User REST API for tasks and cluster status (`/api/v1/...` and the original `/api/...`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import exceptions, status
+from rest_framework.decorators import api_view
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from ariacluster.http import Conflict, Pagination
+from dispatcher import selectors, services
+from dispatcher.api.serializers import (
+    BatchInputSerializer,
+    PrioritySerializer,
+    TaskEventSerializer,
+    TaskInputSerializer,
+    TaskOutputSerializer,
+)
+from dispatcher.models import Task, TaskKind, TaskStatus
+
+TASK_FIELDS = {"url", "uris", "options", "priority", "tags", "name"}
+MAX_BATCH = 1000
+
+
+def _body(request: Request) -> dict[str, Any]:
+    if not isinstance(request.data, dict):
+        raise exceptions.ValidationError({"non_field_errors": ["expected a JSON object"]})
+    return dict(request.data)
+
+
+def _task_out(task: Task, code: int = status.HTTP_200_OK) -> Response:
+    return Response(TaskOutputSerializer(task).data, status=code)
+
+
+def _create_one(request: Request) -> Response:
+    body = _body(request)
+    unknown = set(body) - TASK_FIELDS
+    if unknown:
+        raise exceptions.ValidationError(
+            {field: ["unknown field"] for field in sorted(unknown)}
+        )
+    task = services.task_create(owner=request.user, **body)
+    return _task_out(task, status.HTTP_201_CREATED)
+
+
+FILTERS = [
+    OpenApiParameter("status", str, description="One status or several, comma-separated."),
+    OpenApiParameter("worker", str, description="Worker id or name."),
+    OpenApiParameter("tag", str),
+    OpenApiParameter("kind", str, enum=[k.value for k in TaskKind]),
+    OpenApiParameter("search", str, description="Substring of the name or a URI."),
+    OpenApiParameter("page", int),
+    OpenApiParameter("page_size", int),
+]
+
+
+@extend_schema(methods=["GET"], parameters=FILTERS, responses=TaskOutputSerializer(many=True))
+@extend_schema(methods=["POST"], request=TaskInputSerializer, responses={201: TaskOutputSerializer})
+@api_view(["GET", "POST"])
+def task_collection(request: Request) -> Response:
+    """List tasks (filtered, paginated) or create one download."""
+    if request.method == "POST":
+        return _create_one(request)
+    params = request.query_params
+    wanted = params.get("status")
+    if wanted:
+        bad = [s for s in wanted.split(",") if s.strip() and s.strip() not in TaskStatus.values]
+        if bad:
+            raise exceptions.ValidationError(
+                {"status": [f"unknown status {bad[0]!r}; use one of {TaskStatus.values}"]})
+    tasks = selectors.task_list(status=wanted, worker=params.get("worker"),
+                                tag=params.get("tag"), kind=params.get("kind"),
+                                search=params.get("search"))
+    paginator = Pagination()
+    page = paginator.paginate_queryset(tasks, request)
+    return paginator.get_paginated_response(TaskOutputSerializer(page, many=True).data)
+
+
+@extend_schema(request=BatchInputSerializer, responses={201: TaskOutputSerializer(many=True)})
+@api_view(["POST"])
+def task_batch(request: Request) -> Response:
+    """Create many downloads at once; if any item is invalid, none is created."""
+    body = _body(request)
+    items = body.get("tasks")
+    if not isinstance(items, list) or not items:
+        raise exceptions.ValidationError({"tasks": ["must be a non-empty list of tasks"]})
+    if len(items) > MAX_BATCH:
+        raise exceptions.ValidationError({"tasks": [f"at most {MAX_BATCH} tasks per batch"]})
+    try:
+        tasks = services.task_create_batch(items=items, owner=request.user)
+    except services.InvalidBatch as exc:
+        raise exceptions.ValidationError({"tasks": exc.errors}) from None
+    return Response({"tasks": TaskOutputSerializer(tasks, many=True).data},
+                    status=status.HTTP_201_CREATED)
+
+
+def _act(call: Callable[[], Task]) -> Response:
+    try:
+        return _task_out(call())
+    except services.TaskStateError as exc:
+        raise Conflict(str(exc)) from None
+    except DjangoValidationError as exc:
+        raise exceptions.ValidationError(exc.message_dict) from None
+
+
+@extend_schema(methods=["PATCH"], request=PrioritySerializer, responses=TaskOutputSerializer)
+@extend_schema(methods=["GET", "DELETE"], responses=TaskOutputSerializer)
+@api_view(["GET", "DELETE", "PATCH"])
+def task_detail(request: Request, task_id: int) -> Response:
+    """Read a task; DELETE cancels it (the original's semantics); PATCH changes priority."""
+    task = get_object_or_404(Task.objects.select_related("worker"), pk=task_id)
+    if request.method == "DELETE":
+        return _act(lambda: services.task_cancel(task=task))
+    if request.method == "PATCH":
+        body = _body(request)
+        if set(body) != {"priority"}:
+            raise exceptions.ValidationError({"priority": ["PATCH takes only 'priority'"]})
+        return _act(lambda: services.task_set_priority(task=task, priority=body["priority"]))
+    return _task_out(task)
+
+
+ACTIONS: dict[str, Callable[..., Task]] = {
+    "cancel": services.task_cancel,
+    "pause": services.task_pause,
+    "resume": services.task_resume,
+    "retry": services.task_retry,
+}
+
+
+@extend_schema(request=None, responses=TaskOutputSerializer)
+@api_view(["POST"])
+def task_action(request: Request, task_id: int, action: str) -> Response:
+    """POST /tasks/{id}/{cancel|pause|resume|retry}/ — 409 when the status forbids it."""
+    task = get_object_or_404(Task, pk=task_id)
+    if action == "priority":
+        priority = _body(request).get("priority")
+        return _act(lambda: services.task_set_priority(task=task, priority=priority))
+    return _act(lambda: ACTIONS[action](task=task))
+
+
+@extend_schema(responses=TaskEventSerializer(many=True))
+@api_view(["GET"])
+def task_events(request: Request, task_id: int) -> Response:
+    task = get_object_or_404(Task, pk=task_id)
+    return Response(TaskEventSerializer(task.events.all(), many=True).data)
+
+
+@extend_schema(responses={200: dict})
+@api_view(["GET"])
+def cluster_status(request: Request) -> Response:
+    """Counts per task and worker status, cluster speed, queue length."""
+    return Response(selectors.cluster_status())

@@ -1,0 +1,295 @@
+"""Leases: what agents report about tasks leased to them, and what happens when they go silent.
+
+Every report names (task id, epoch). It is accepted only while the task is leased to the
+reporting worker at that epoch; otherwise `StaleLease` (HTTP 409) tells the agent to drop its copy.
+Completion is accepted exactly once; repeating it for the same lease answers success again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from dispatcher import broadcast
+from dispatcher.errors import classify_error, describe_error
+from dispatcher.models import (
+    ACTIVE_STATUSES,
+    LEASED_STATUSES,
+    ErrorClass,
+    Task,
+    TaskEvent,
+    TaskEventKind,
+    TaskStatus,
+)
+from workers_app.models import LIVE_WORKER_STATUSES, Worker, WorkerStatus
+
+logger = logging.getLogger(__name__)
+
+PROCESS_STARTED = time.monotonic()
+
+
+class StaleLease(Exception):
+    """The task is not leased to this worker at this epoch (any more)."""
+
+
+class UnknownTask(Exception):
+    """No task has this id."""
+
+
+@dataclass(frozen=True)
+class ProgressItem:
+    task_id: int
+    epoch: int
+    status: str
+    total_length: int
+    completed_length: int
+    download_speed: int
+    upload_speed: int
+    connections: int
+    gid: str
+
+
+def _after_commit_refresh(task_ids: list[int], *, place: bool) -> None:
+    def run() -> None:
+        broadcast.broadcast_task_updated(task_ids)
+        if place:
+            from dispatcher.placement import task_assign_pending
+
+            task_assign_pending()
+
+    transaction.on_commit(run)
+
+
+def _leased_task(worker: Worker, task_id: int, epoch: int) -> Task:
+    """Lock and return the task if it is leased to `worker` at `epoch`."""
+    task = Task.objects.select_for_update().filter(pk=task_id).first()
+    if task is None:
+        raise UnknownTask(f"task {task_id} does not exist")
+    if task.worker_id != worker.pk or task.epoch != epoch or task.status not in LEASED_STATUSES:
+        raise StaleLease(
+            f"task {task_id} is not leased to worker {worker.name} at epoch {epoch} "
+            f"(current epoch {task.epoch}, status {task.status})"
+        )
+    return task
+
+
+def _event(task: Task, kind: str, worker: Worker | None, message: str = "",
+           now: datetime | None = None) -> None:
+    TaskEvent.objects.create(
+        task=task, kind=kind, worker=worker, worker_name=worker.name if worker else "",
+        epoch=task.epoch, message=message, created_at=now or timezone.now(),
+    )
+
+
+def task_report_started(*, worker: Worker, task_id: int, epoch: int, gid: str) -> Task:
+    """aria2 accepted the download. Idempotent."""
+    now = timezone.now()
+    with transaction.atomic():
+        task = _leased_task(worker, task_id, epoch)
+        changed = task.gid != gid
+        task.gid = gid
+        if task.status == TaskStatus.QUEUED:
+            task.status = TaskStatus.DOWNLOADING
+            changed = True
+        if task.started_at is None:
+            task.started_at = now
+        if changed:
+            task.save(update_fields=["gid", "status", "started_at", "updated_at"])
+            _event(task, TaskEventKind.STARTED, worker, f"gid {gid}", now)
+            _after_commit_refresh([task.pk], place=False)
+    return task
+
+
+PROGRESS_FIELDS = ["total_length", "completed_length", "download_speed", "upload_speed",
+                   "connections", "gid", "status", "started_at", "updated_at"]
+
+
+def task_report_progress(*, worker: Worker, items: list[ProgressItem]) -> list[int]:
+    """Store a batch of progress in one transaction; return the ids the worker must drop."""
+    now = timezone.now()
+    stale: list[int] = []
+    with transaction.atomic():
+        wanted = {item.task_id: item for item in items}
+        tasks = {
+            t.pk: t
+            for t in Task.objects.select_for_update().filter(pk__in=wanted).order_by("pk")
+        }
+        changed: list[Task] = []
+        for task_id, item in wanted.items():
+            task = tasks.get(task_id)
+            if (task is None or task.worker_id != worker.pk or task.epoch != item.epoch
+                    or task.status not in LEASED_STATUSES):
+                stale.append(task_id)
+                continue
+            task.total_length = max(0, item.total_length)
+            task.completed_length = max(0, item.completed_length)
+            task.download_speed = max(0, item.download_speed)
+            task.upload_speed = max(0, item.upload_speed)
+            task.connections = max(0, item.connections)
+            if item.gid:
+                task.gid = item.gid
+            if task.status == TaskStatus.QUEUED and item.status == "active":
+                task.status = TaskStatus.DOWNLOADING
+                task.started_at = task.started_at or now
+            task.updated_at = now
+            changed.append(task)
+        if changed:
+            Task.objects.bulk_update(changed, PROGRESS_FIELDS)
+            _after_commit_refresh([t.pk for t in changed], place=False)
+    return stale
+
+
+def task_report_completed(*, worker: Worker, task_id: int, epoch: int,
+                          files: list[dict[str, Any]]) -> Task:
+    """Accept the finished download exactly once; a repeat for the same lease is a no-op."""
+    now = timezone.now()
+    with transaction.atomic():
+        task = Task.objects.select_for_update().filter(pk=task_id).first()
+        if (task is not None and task.status == TaskStatus.COMPLETED
+                and task.worker_id == worker.pk and task.epoch == epoch):
+            return task
+        task = _leased_task(worker, task_id, epoch)
+        size = sum(int(f["size"]) for f in files)
+        task.status = TaskStatus.COMPLETED
+        task.result = files
+        task.total_length = max(task.total_length, size)
+        task.completed_length = task.total_length
+        task.download_speed = 0
+        task.upload_speed = 0
+        task.connections = 0
+        task.finished_at = now
+        task.started_at = task.started_at or now
+        task.error_code = None
+        task.error_message = ""
+        task.error_class = ErrorClass.NONE
+        task.save()
+        _event(task, TaskEventKind.COMPLETED, worker,
+               f"{len(files)} file(s), {size} bytes", now)
+        _after_commit_refresh([task.pk], place=True)
+    return task
+
+
+def task_report_failed(*, worker: Worker, task_id: int, epoch: int,
+                       error_code: int | None, error_message: str) -> Task:
+    """Class the error: permanent fails now; otherwise retry (later, or elsewhere)."""
+    now = timezone.now()
+    config = settings.ARIACLUSTER.task_assignment
+    with transaction.atomic():
+        task = _leased_task(worker, task_id, epoch)
+        error_class = classify_error(error_code)
+        reason = describe_error(error_code, error_message)
+        task.attempts += 1
+        task.error_code = error_code
+        task.error_message = reason
+        task.error_class = error_class
+        task.download_speed = 0
+        task.connections = 0
+        if error_class == ErrorClass.PERMANENT or task.attempts > config.max_retries:
+            task.status = TaskStatus.FAILED
+            task.finished_at = now
+            why = "permanent error" if error_class == ErrorClass.PERMANENT else (
+                f"retries exhausted ({task.attempts - 1} of {config.max_retries})")
+            _event(task, TaskEventKind.FAILED, worker, f"{why}: {reason}", now)
+            place = True
+        else:
+            task.status = TaskStatus.PENDING
+            task.worker = None
+            if error_class == ErrorClass.WORKER_LOCAL:
+                task.avoid_workers = [*task.avoid_workers, worker.pk]
+                task.not_before = None
+                task.pending_reason = f"moving off {worker.name} after a local error"
+            else:
+                task.not_before = now + timedelta(seconds=config.retry_delay)
+                task.pending_reason = (
+                    f"retry {task.attempts} of {config.max_retries} after {reason}"
+                )
+            _event(task, TaskEventKind.RETRIED, worker,
+                   f"attempt {task.attempts} failed: {reason}", now)
+            place = True
+        task.save()
+        _after_commit_refresh([task.pk], place=place)
+    return task
+
+
+def task_report_released(*, worker: Worker, task_id: int, epoch: int, reason: str) -> Task:
+    """The agent gives the task back unfinished; it is placed again (not counted as a try)."""
+    now = timezone.now()
+    with transaction.atomic():
+        task = _leased_task(worker, task_id, epoch)
+        paused = task.status == TaskStatus.PAUSED
+        task.status = TaskStatus.PAUSED if paused else TaskStatus.PENDING
+        task.worker = None
+        task.epoch += 1
+        task.download_speed = 0
+        task.connections = 0
+        task.pending_reason = f"released by {worker.name}: {reason}"[:255]
+        task.save()
+        _event(task, TaskEventKind.RELEASED, worker, reason, now)
+        _after_commit_refresh([task.pk], place=not paused)
+    return task
+
+
+def lease_expire_stale(*, now: datetime | None = None) -> list[int]:
+    """Mark silent workers offline and return their tasks to the queue with a new epoch.
+
+    Safe to run in several processes at once: each worker is flipped by a conditional UPDATE, and
+    only the process whose UPDATE matched moves that worker's tasks. Within one heartbeat timeout
+    of this process starting, nothing expires (the dispatcher may itself have been down).
+    """
+    now = now or timezone.now()
+    timeout = settings.ARIACLUSTER.worker_management.heartbeat_timeout
+    if time.monotonic() - PROCESS_STARTED < timeout and not getattr(
+        settings, "ARIACLUSTER_NO_STARTUP_GRACE", False
+    ):
+        return []
+    cutoff = now - timedelta(seconds=timeout)
+    silent = Q(last_heartbeat__lt=cutoff) | Q(last_heartbeat__isnull=True)
+    expired: list[int] = []
+    for worker in Worker.objects.filter(silent, status__in=[*LIVE_WORKER_STATUSES,
+                                                            WorkerStatus.ERROR]):
+        with transaction.atomic():
+            flipped = Worker.objects.filter(silent, pk=worker.pk, status=worker.status).update(
+                status=WorkerStatus.OFFLINE, status_changed_at=now
+            )
+            if not flipped:
+                continue
+            held = list(Task.objects.select_for_update().filter(
+                worker=worker, status__in=LEASED_STATUSES))
+            for task in held:
+                _event(task, TaskEventKind.LEASE_EXPIRED, worker,
+                       f"no heartbeat from {worker.name} for {timeout:g} s", now)
+            Task.objects.filter(worker=worker, status__in=ACTIVE_STATUSES).update(
+                status=TaskStatus.PENDING, worker=None, epoch=F("epoch") + 1,
+                download_speed=0, connections=0, updated_at=now,
+                pending_reason=f"lease expired on {worker.name}",
+            )
+            Task.objects.filter(worker=worker, status=TaskStatus.PAUSED).update(
+                worker=None, epoch=F("epoch") + 1, updated_at=now,
+            )
+            expired.append(worker.pk)
+            ids = [t.pk for t in held]
+            transaction.on_commit(lambda ids=ids: broadcast.broadcast_task_updated(ids))
+    if expired:
+        logger.warning("workers %s went silent; their tasks were returned to the queue", expired)
+        broadcast.broadcast_worker_updated(expired)
+    return expired
+
+
+def worker_remove_offline(*, now: datetime | None = None) -> int:
+    """With `auto_remove_offline`, delete workers offline for over `offline_threshold`."""
+    config = settings.ARIACLUSTER.worker_management
+    if not config.auto_remove_offline:
+        return 0
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=config.offline_threshold)
+    removed, _ = Worker.objects.filter(status=WorkerStatus.OFFLINE,
+                                       status_changed_at__lt=cutoff).delete()
+    return removed

@@ -1,0 +1,55 @@
+"""Periodic work: expire silent workers' leases, remove long-offline workers, place due tasks.
+
+Runs as an asyncio task inside every ASGI process (started by the first request or websocket),
+so there is no separate scheduler to deploy. Each step is a conditional, transactional update,
+which is why two or more dispatcher processes can run it at the same time safely.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from dispatcher.leases import lease_expire_stale, worker_remove_offline
+from dispatcher.placement import task_assign_pending
+
+logger = logging.getLogger(__name__)
+
+
+def maintenance_tick() -> dict[str, int]:
+    """One pass of every periodic duty; returns what each did (for logs and tests)."""
+    expired = lease_expire_stale()
+    removed = worker_remove_offline()
+    placed = task_assign_pending()
+    return {"expired_workers": len(expired), "removed_workers": removed, "placed": placed}
+
+
+async def maintenance_loop(interval: float) -> None:
+    """Run `maintenance_tick` every `interval` seconds until cancelled; never dies on errors."""
+    tick = database_sync_to_async(maintenance_tick)
+    while True:
+        try:
+            await tick()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("maintenance pass failed")
+        await asyncio.sleep(interval)
+
+
+def with_maintenance(app: Any) -> Any:
+    """Wrap an ASGI app so the first connection starts the maintenance loop in its event loop."""
+    state: dict[str, asyncio.Task[None] | None] = {"task": None}
+
+    async def wrapped(scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        if settings.MAINTENANCE_ENABLED and state["task"] is None and scope["type"] != "lifespan":
+            state["task"] = asyncio.get_running_loop().create_task(
+                maintenance_loop(settings.MAINTENANCE_INTERVAL)
+            )
+        return await app(scope, receive, send)
+
+    return wrapped

@@ -1,0 +1,203 @@
+"""Placement: put due pending tasks on live workers with free slots, atomically.
+
+Safe with several dispatcher processes: on PostgreSQL the live worker rows and the pending task
+rows are locked with ``FOR UPDATE SKIP LOCKED`` (a second process skips what the first holds);
+on SQLite every transaction takes the write lock at BEGIN (``transaction_mode=IMMEDIATE``), so
+rounds run one after another. The task UPDATE is conditional on ``status='pending'`` as well.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Count, F, Q, QuerySet
+from django.utils import timezone
+
+from dispatcher import broadcast
+from dispatcher.models import ACTIVE_STATUSES, Task, TaskEvent, TaskEventKind, TaskKind, TaskStatus
+from workers_app.models import LIVE_WORKER_STATUSES, Worker
+
+logger = logging.getLogger(__name__)
+
+ROUND_SIZE = 200
+MAX_PAGES = 10
+_EPOCH_START = datetime(1970, 1, 1, tzinfo=timezone.get_fixed_timezone(0))
+
+
+@dataclass
+class _Slot:
+    worker: Worker
+    active: int
+    free: int
+
+
+def tag_matches(tag: str, worker_tags: dict[str, str]) -> bool:
+    """``key=value`` / ``key:value`` needs that tag value; a bare ``key`` needs the key."""
+    for separator in ("=", ":"):
+        if separator in tag:
+            key, value = tag.split(separator, 1)
+            return worker_tags.get(key.strip()) == value.strip()
+    return tag in worker_tags or tag in worker_tags.values()
+
+
+def worker_fits(task: Task, worker: Worker) -> bool:
+    """Capabilities, tags, known size against free disk, and workers this task must avoid."""
+    if task.kind in (TaskKind.MAGNET, TaskKind.TORRENT) and not worker.supports_bt:
+        return False
+    if task.kind == TaskKind.METALINK and not worker.supports_metalink:
+        return False
+    if worker.pk in (task.avoid_workers or []):
+        return False
+    remaining = task.total_length - task.completed_length
+    if remaining > 0 and worker.free_disk > 0 and worker.free_disk < remaining:
+        return False
+    tags = worker.tags
+    return all(tag_matches(str(tag), tags) for tag in task.tags or [])
+
+
+def unplaceable_reason(task: Task, workers: Sequence[Worker]) -> str:
+    """Why no worker can take this task right now, in words for the task list."""
+    if not workers:
+        return "no online worker"
+    if task.kind in (TaskKind.MAGNET, TaskKind.TORRENT) and not any(
+        w.supports_bt for w in workers
+    ):
+        return "no online worker supports BitTorrent"
+    if task.kind == TaskKind.METALINK and not any(w.supports_metalink for w in workers):
+        return "no online worker supports Metalink"
+    if task.tags and not any(
+        all(tag_matches(str(t), w.tags) for t in task.tags) for w in workers
+    ):
+        return f"no online worker has tags {', '.join(map(str, task.tags))}"
+    if not any(worker_fits(task, w) for w in workers):
+        return "no online worker can take it (disk space or excluded after a local error)"
+    return "waiting for a free slot"
+
+
+def _choose(strategy: str, task: Task, slots: list[_Slot]) -> _Slot:
+    def rotation(slot: _Slot) -> tuple[datetime, str]:
+        return (slot.worker.last_assigned_at or _EPOCH_START, slot.worker.name)
+
+    if strategy == "random":
+        return random.choice(slots)
+    if strategy == "round_robin":
+        return min(slots, key=rotation)
+    if strategy == "tags" and not task.tags:
+        # Untagged work goes to untagged workers first, keeping tagged ones for tagged work.
+        untagged = [s for s in slots if not s.worker.tags]
+        slots = untagged or slots
+    return min(slots, key=lambda s: (s.active / max(1, s.worker.max_tasks), *rotation(s)))
+
+
+def live_workers(now: datetime) -> QuerySet[Worker]:
+    cutoff = now - timedelta(seconds=settings.ARIACLUSTER.worker_management.heartbeat_timeout)
+    return Worker.objects.filter(
+        status__in=LIVE_WORKER_STATUSES, draining=False, last_heartbeat__gte=cutoff
+    ).order_by("id")
+
+
+def _locking(qs: QuerySet[Task] | QuerySet[Worker]) -> QuerySet:  # type: ignore[type-arg]
+    if connection.features.has_select_for_update_skip_locked:
+        return qs.select_for_update(skip_locked=True, of=("self",))
+    return qs
+
+
+def _assign_one(
+    task: Task, slots: list[_Slot], workers: list[Worker], strategy: str, now: datetime
+) -> bool:
+    """Lease `task` to the best fitting slot; on no fit record why. True if assigned."""
+    candidates = [s for s in slots if s.free > 0 and worker_fits(task, s.worker)]
+    if not candidates:
+        reason = unplaceable_reason(task, workers)
+        if task.pending_reason != reason:
+            Task.objects.filter(pk=task.pk, status=TaskStatus.PENDING).update(
+                pending_reason=reason
+            )
+        return False
+    slot = _choose(strategy, task, candidates)
+    # Conditional on still pending: a cancel or another process may have won.
+    updated = Task.objects.filter(pk=task.pk, status=TaskStatus.PENDING).update(
+        status=TaskStatus.QUEUED, worker=slot.worker, epoch=F("epoch") + 1,
+        assigned_at=now, pending_reason="", not_before=None, updated_at=now,
+    )
+    if not updated:
+        return False
+    task.epoch += 1
+    task.status = TaskStatus.QUEUED
+    task.worker = slot.worker
+    slot.free -= 1
+    slot.active += 1
+    slot.worker.last_assigned_at = now
+    return True
+
+
+def _assign_round(now: datetime) -> tuple[int, bool]:
+    """One transaction of placement. Returns (tasks assigned, whether to run another round)."""
+    strategy = settings.ARIACLUSTER.task_assignment.strategy
+    with transaction.atomic():
+        workers = list(_locking(live_workers(now)))
+        counts = dict(
+            Task.objects.filter(worker__in=workers, status__in=ACTIVE_STATUSES)
+            .values_list("worker")
+            .annotate(n=Count("id"))
+            .values_list("worker", "n")
+        )
+        slots = [
+            _Slot(w, counts.get(w.pk, 0), w.max_tasks - counts.get(w.pk, 0)) for w in workers
+        ]
+        due = Q(not_before__isnull=True) | Q(not_before__lte=now)
+        pending = (
+            Task.objects.filter(due, status=TaskStatus.PENDING)
+            .order_by("-priority", "created_at", "id")
+        )
+        assigned: list[tuple[Task, Worker]] = []
+        considered = 0
+        for page in range(MAX_PAGES):
+            if not any(s.free > 0 for s in slots) and page > 0:
+                break
+            tasks = list(_locking(pending)[page * ROUND_SIZE:(page + 1) * ROUND_SIZE])
+            considered += len(tasks)
+            for task in tasks:
+                if _assign_one(task, slots, workers, strategy, now):
+                    assigned.append((task, task.worker))  # type: ignore[arg-type]
+            if len(tasks) < ROUND_SIZE:
+                break
+        if assigned:
+            TaskEvent.objects.bulk_create(
+                TaskEvent(task=t, kind=TaskEventKind.ASSIGNED, worker=w, worker_name=w.name,
+                          epoch=t.epoch, created_at=now)
+                for t, w in assigned
+            )
+            used = {w.pk for _, w in assigned}
+            Worker.objects.filter(pk__in=used).update(last_assigned_at=now)
+            transaction.on_commit(lambda: _announce(assigned))
+        more = considered >= ROUND_SIZE and any(s.free > 0 for s in slots) and bool(assigned)
+        return len(assigned), more
+
+
+def _announce(assigned: list[tuple[Task, Worker]]) -> None:
+    from dispatcher.selectors import assignment_payload
+
+    for task, worker in assigned:
+        broadcast.send_to_agent(worker.pk, {"type": "assign", "task": assignment_payload(task)})
+    broadcast.broadcast_task_updated([t.pk for t, _ in assigned])
+
+
+def task_assign_pending(*, now: datetime | None = None) -> int:
+    """Place as many due pending tasks as the free slots allow; return how many were placed."""
+    now = now or timezone.now()
+    total = 0
+    for _ in range(100):
+        count, more = _assign_round(now)
+        total += count
+        if not more:
+            break
+    if total:
+        logger.debug("placed %d task(s)", total)
+    return total

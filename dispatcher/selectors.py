@@ -1,0 +1,105 @@
+"""Reads: queries the API, dashboard, agent channel and commands share."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Count, Q, QuerySet, Sum
+
+from dispatcher.models import ACTIVE_STATUSES, LEASED_STATUSES, Task, TaskStatus
+from workers_app.models import Worker, WorkerStatus
+
+
+def agent_gid(task_id: int, epoch: int) -> str:
+    """The GID the agent gives a task's root download (docs/protocol.md)."""
+    return f"{task_id:012x}{epoch % 65536:04x}"
+
+
+def assignment_payload(task: Task) -> dict[str, Any]:
+    """What an agent needs to run a task: the `Assignment` of docs/protocol.md."""
+    return {
+        "task_id": task.pk,
+        "epoch": task.epoch,
+        "kind": task.kind,
+        "uris": list(task.uris),
+        "options": dict(task.options or {}),
+        "state": "pause" if task.status == TaskStatus.PAUSED else "run",
+    }
+
+
+def worker_assignments(worker: Worker) -> list[dict[str, Any]]:
+    """The authoritative list of tasks this worker must hold now."""
+    tasks = Task.objects.filter(worker=worker, status__in=LEASED_STATUSES).order_by("pk")
+    return [assignment_payload(t) for t in tasks]
+
+
+def task_list(
+    *,
+    status: str | None = None,
+    worker: str | None = None,
+    tag: str | None = None,
+    kind: str | None = None,
+    search: str | None = None,
+) -> QuerySet[Task]:
+    """Tasks, newest first, filtered; `worker` is an id or a name."""
+    qs = Task.objects.select_related("worker").order_by("-created_at", "-id")
+    if status:
+        qs = qs.filter(status__in=[s.strip() for s in status.split(",") if s.strip()])
+    if worker:
+        qs = qs.filter(worker_id=int(worker)) if worker.isdigit() else qs.filter(
+            worker__name=worker)
+    if kind:
+        qs = qs.filter(kind=kind)
+    if tag:
+        # JSON containment is not portable to SQLite; a quoted substring match is.
+        qs = qs.filter(tags__icontains=f'"{tag}"')
+    if search:
+        qs = qs.filter(Q(name__icontains=search) | Q(uris__icontains=search))
+    return qs
+
+
+def worker_slots_used(worker_ids: list[int]) -> dict[int, int]:
+    """Active (queued + downloading) task counts per worker, counted from the task table."""
+    rows = (
+        Task.objects.filter(worker_id__in=worker_ids, status__in=ACTIVE_STATUSES)
+        .values_list("worker_id")
+        .annotate(n=Count("id"))
+        .values_list("worker_id", "n")
+    )
+    return {worker_id: n for worker_id, n in rows if worker_id is not None}
+
+
+def worker_display_status(worker: Worker, slots_used: int) -> str:
+    """BUSY is derived: an online worker whose every slot is taken."""
+    if worker.status == WorkerStatus.ONLINE and slots_used >= worker.max_tasks:
+        return WorkerStatus.BUSY
+    return worker.status
+
+
+def cluster_status() -> dict[str, Any]:
+    """Counts per task status and worker status, speed and queue length, in a few aggregates."""
+    task_counts = {s.value: 0 for s in TaskStatus}
+    for status, n in Task.objects.values_list("status").annotate(n=Count("id")).values_list(
+        "status", "n"
+    ):
+        task_counts[status] = n
+    workers = list(Worker.objects.all().only("id", "status", "max_tasks", "download_speed",
+                                             "upload_speed"))
+    used = worker_slots_used([w.pk for w in workers])
+    worker_counts = {s.value: 0 for s in WorkerStatus}
+    for w in workers:
+        worker_counts[worker_display_status(w, used.get(w.pk, 0))] += 1
+    speed = Task.objects.filter(status=TaskStatus.DOWNLOADING).aggregate(
+        d=Sum("download_speed"), u=Sum("upload_speed"))
+    return {
+        "status": "ok",
+        "tasks": task_counts,
+        "total_tasks": sum(task_counts.values()),
+        "workers": worker_counts,
+        "total_workers": len(workers),
+        "download_speed": speed["d"] or 0,
+        "upload_speed": speed["u"] or 0,
+        "queue_length": task_counts[TaskStatus.PENDING],
+        "slots": {"used": sum(used.values()), "total": sum(
+            w.max_tasks for w in workers if w.status == WorkerStatus.ONLINE)},
+    }

@@ -1,0 +1,225 @@
+"""Task writes users make: create, cancel, pause, resume, retry, priority, requeue.
+
+Every function runs in one transaction, broadcasts after commit, and is the single path the REST
+API, the admin, the dashboard and the management commands use. Refusals raise `TaskStateError`
+(HTTP 409) or Django's `ValidationError` (HTTP 400) and change nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from dispatcher import broadcast
+from dispatcher.models import (
+    ACTIVE_STATUSES,
+    FINAL_STATUSES,
+    ErrorClass,
+    Priority,
+    Task,
+    TaskEvent,
+    TaskEventKind,
+    TaskStatus,
+)
+from dispatcher.validation import TaskInput, parse_priority, validate_task_input
+
+
+class TaskStateError(Exception):
+    """The task's status does not allow this action."""
+
+
+class InvalidBatch(Exception):
+    """Some items of a batch are invalid; `errors` maps item index to field messages."""
+
+    def __init__(self, errors: dict[str, Any]) -> None:
+        super().__init__(f"{len(errors)} invalid item(s)")
+        self.errors = errors
+
+
+def _place_after_commit(task_ids: list[int]) -> None:
+    def run() -> None:
+        from dispatcher.placement import task_assign_pending
+
+        broadcast.broadcast_task_updated(task_ids)
+        task_assign_pending()
+
+    transaction.on_commit(run)
+
+
+def _tell_agent_after_commit(task: Task, message_type: str, worker_id: int | None) -> None:
+    if worker_id is None:
+        return
+    payload = {"type": message_type, "task_id": task.pk, "epoch": task.epoch}
+    transaction.on_commit(lambda: broadcast.send_to_agent(worker_id, payload))
+
+
+def _build(data: TaskInput, owner: Any) -> Task:
+    return Task(kind=data.kind, uris=data.uris, options=data.options, priority=data.priority,
+                tags=data.tags, name=data.name,
+                owner=owner if getattr(owner, "pk", None) else None)
+
+
+def task_create(*, owner: Any = None, **fields: Any) -> Task:
+    """Validate and queue one download; placement runs right after commit."""
+    data = validate_task_input(**fields)
+    with transaction.atomic():
+        task = _build(data, owner)
+        task.save()
+        TaskEvent.objects.create(task=task, kind=TaskEventKind.CREATED,
+                                 message=f"{len(task.uris)} URI(s)")
+        _place_after_commit([task.pk])
+    return task
+
+
+def task_create_batch(*, items: Sequence[dict[str, Any]], owner: Any = None) -> list[Task]:
+    """Validate every item first; if any is invalid nothing is created.
+
+    Raises `InvalidBatch` whose `errors` are keyed by item index (``"3": {...}``).
+    """
+    cleaned: list[TaskInput] = []
+    errors: dict[str, Any] = {}
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            errors[str(index)] = ["must be an object like {\"url\": ...}"]
+            continue
+        allowed = {"url", "uris", "options", "priority", "tags", "name"}
+        unknown = set(item) - allowed
+        if unknown:
+            errors[str(index)] = [f"unknown field(s): {', '.join(sorted(unknown))}"]
+            continue
+        try:
+            cleaned.append(validate_task_input(**item))
+        except ValidationError as exc:
+            errors[str(index)] = exc.message_dict
+    if errors:
+        raise InvalidBatch(errors)
+    now = timezone.now()
+    with transaction.atomic():
+        tasks = [_build(data, owner) for data in cleaned]
+        for task in tasks:
+            task.created_at = now
+        # Both supported databases return the new ids from a bulk insert.
+        tasks = Task.objects.bulk_create(tasks)
+        TaskEvent.objects.bulk_create(
+            TaskEvent(task=t, kind=TaskEventKind.CREATED, created_at=now) for t in tasks
+        )
+        _place_after_commit([t.pk for t in tasks])
+    return tasks
+
+
+def _locked(task_id: int) -> Task:
+    return Task.objects.select_for_update().get(pk=task_id)
+
+
+def _transition(task: Task, allowed: Sequence[str], action: str,
+                change: Callable[[Task], str]) -> Task:
+    """Lock the task, check its status allows `action`, apply `change`, record the event."""
+    with transaction.atomic():
+        locked = _locked(task.pk)
+        if locked.status not in allowed:
+            raise TaskStateError(f"cannot {action} a task that is {locked.status}")
+        kind = change(locked)
+        locked.save()
+        TaskEvent.objects.create(
+            task=locked, kind=kind, worker=locked.worker,
+            worker_name=locked.worker.name if locked.worker else "", epoch=locked.epoch,
+            message=f"{action} requested",
+        )
+    return locked
+
+
+def task_cancel(*, task: Task) -> Task:
+    """Stop the download wherever it runs; the agent removes its files."""
+
+    def change(t: Task) -> str:
+        _tell_agent_after_commit(t, "cancel", t.worker_id)
+        t.status = TaskStatus.CANCELED
+        t.finished_at = timezone.now()
+        t.download_speed = 0
+        t.connections = 0
+        _place_after_commit([t.pk])
+        return TaskEventKind.CANCELED
+
+    allowed = [s for s in TaskStatus if s not in FINAL_STATUSES]
+    return _transition(task, allowed, "cancel", change)
+
+
+def task_pause(*, task: Task) -> Task:
+    def change(t: Task) -> str:
+        _tell_agent_after_commit(t, "pause", t.worker_id)
+        t.status = TaskStatus.PAUSED
+        t.download_speed = 0
+        _place_after_commit([t.pk])
+        return TaskEventKind.PAUSED
+
+    return _transition(task, [TaskStatus.PENDING, *ACTIVE_STATUSES], "pause", change)
+
+
+def task_resume(*, task: Task) -> Task:
+    def change(t: Task) -> str:
+        if t.worker_id is None:
+            t.status = TaskStatus.PENDING
+            _place_after_commit([t.pk])
+        else:
+            t.status = TaskStatus.DOWNLOADING if t.started_at else TaskStatus.QUEUED
+            _tell_agent_after_commit(t, "resume", t.worker_id)
+            transaction.on_commit(lambda: broadcast.broadcast_task_updated([t.pk]))
+        return TaskEventKind.RESUMED
+
+    return _transition(task, [TaskStatus.PAUSED], "resume", change)
+
+
+def task_retry(*, task: Task) -> Task:
+    """Start a failed or canceled task again from scratch (or a delayed retry now)."""
+
+    def change(t: Task) -> str:
+        if t.status == TaskStatus.PENDING:
+            t.not_before = None
+        else:
+            t.status = TaskStatus.PENDING
+            t.worker = None
+            t.attempts = 0
+            t.avoid_workers = []
+            t.not_before = None
+            t.error_code = None
+            t.error_message = ""
+            t.error_class = ErrorClass.NONE
+            t.result = []
+            t.completed_length = 0
+            t.finished_at = None
+        _place_after_commit([t.pk])
+        return TaskEventKind.RETRIED
+
+    return _transition(task, [TaskStatus.FAILED, TaskStatus.CANCELED, TaskStatus.PENDING],
+                       "retry", change)
+
+
+def task_requeue(*, task: Task) -> Task:
+    """Take a running task off its worker (new epoch) and queue it for placement again."""
+
+    def change(t: Task) -> str:
+        _tell_agent_after_commit(t, "cancel", t.worker_id)
+        t.status = TaskStatus.PENDING
+        t.worker = None
+        t.epoch += 1
+        t.download_speed = 0
+        t.connections = 0
+        _place_after_commit([t.pk])
+        return TaskEventKind.RELEASED
+
+    return _transition(task, list(ACTIVE_STATUSES), "requeue", change)
+
+
+def task_set_priority(*, task: Task, priority: Any) -> Task:
+    value = parse_priority(priority)
+
+    def change(t: Task) -> str:
+        t.priority = value
+        _place_after_commit([t.pk])
+        return TaskEventKind.PRIORITY
+
+    return _transition(task, list(TaskStatus), f"set priority {Priority(value).label} of", change)

@@ -1,0 +1,228 @@
+"""The agent-facing HTTP API (docs/protocol.md). Worker tokens only; user keys are refused."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from rest_framework import exceptions, serializers
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.decorators import api_view, authentication_classes, permission_classes
+from rest_framework.permissions import AllowAny, BasePermission
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from ariacluster.http import Conflict
+from dispatcher import leases
+from dispatcher.selectors import worker_assignments
+from workers_app import services
+from workers_app.models import Worker
+
+
+def bearer_token(headers: dict[str, str] | Any) -> str | None:
+    value = headers.get("Authorization") or headers.get("authorization") or ""
+    if value.lower().startswith("bearer "):
+        return value[7:].strip() or None
+    return None
+
+
+class WorkerTokenAuthentication(BaseAuthentication):
+    def authenticate(self, request: Request) -> tuple[Worker, str] | None:
+        token = bearer_token(request.headers)
+        if token is None:
+            return None
+        worker = services.worker_for_token(token)
+        if worker is None:
+            raise exceptions.AuthenticationFailed(
+                "Invalid or revoked worker token; register again."
+            )
+        return worker, "worker"
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="ariacluster-agent"'
+
+
+class IsWorker(BasePermission):
+    message = "Worker token required (Authorization: Bearer <token> from /register)."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return isinstance(request.user, Worker)
+
+
+def agent_endpoint(func: Any) -> Any:
+    """Stack the decorators every token-authenticated agent endpoint shares."""
+    func = permission_classes([IsWorker])(func)
+    func = authentication_classes([WorkerTokenAuthentication])(func)
+    return api_view(["POST"])(func)
+
+
+def _valid(serializer_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
+class CapabilitiesSerializer(serializers.Serializer):
+    disk_space = serializers.IntegerField(min_value=0, required=False, default=0)
+    bandwidth = serializers.IntegerField(min_value=0, required=False, default=0)
+    supports_bt = serializers.BooleanField(required=False, default=True)
+    supports_metalink = serializers.BooleanField(required=False, default=True)
+    tags = serializers.DictField(child=serializers.CharField(max_length=64, allow_blank=True),
+                                 required=False, default=dict)
+
+
+class RegisterSerializer(serializers.Serializer):
+    name = serializers.RegexField(r"^[A-Za-z0-9_.-]{1,100}$")
+    hostname = serializers.CharField(max_length=255, required=False, default="",
+                                     allow_blank=True)
+    pid = serializers.IntegerField(min_value=0, required=False, allow_null=True, default=None)
+    agent_version = serializers.CharField(max_length=32, required=False, default="",
+                                          allow_blank=True)
+    aria2_version = serializers.CharField(max_length=32, required=False, default="",
+                                          allow_blank=True)
+    max_tasks = serializers.IntegerField(min_value=1, max_value=1000, required=False, default=5)
+    free_disk = serializers.IntegerField(min_value=0, required=False, default=0)
+    capabilities = CapabilitiesSerializer(required=False, default=dict)
+
+
+@api_view(["POST"])
+@authentication_classes([])
+@permission_classes([AllowAny])
+def register(request: Request) -> Response:
+    join_key = request.headers.get("X-Join-Key") or bearer_token(request.headers)
+    if not join_key or not services.join_key_is_valid(join_key):
+        raise exceptions.AuthenticationFailed(
+            "A valid cluster join key is required in X-Join-Key (manage.py create_join_key)."
+        )
+    data = _valid(RegisterSerializer, request.data)
+    registration = services.worker_register(**data)
+    from django.conf import settings
+
+    wm = settings.ARIACLUSTER.worker_management
+    return Response({
+        "worker_id": registration.worker.pk,
+        "token": registration.token,
+        "heartbeat_interval": wm.heartbeat_interval,
+        "heartbeat_timeout": wm.heartbeat_timeout,
+        "progress_interval": 1.0,
+    })
+
+
+class HeldTaskSerializer(serializers.Serializer):
+    task_id = serializers.IntegerField(min_value=1)
+    epoch = serializers.IntegerField(min_value=0)
+
+
+class HeartbeatSerializer(serializers.Serializer):
+    slots_used = serializers.IntegerField(min_value=0, default=0)
+    download_speed = serializers.IntegerField(min_value=0, default=0)
+    upload_speed = serializers.IntegerField(min_value=0, default=0)
+    free_disk = serializers.IntegerField(min_value=0, default=0)
+    tasks = HeldTaskSerializer(many=True, required=False, default=list)
+
+
+@agent_endpoint
+def heartbeat(request: Request) -> Response:
+    data = _valid(HeartbeatSerializer, request.data)
+    data.pop("tasks")
+    worker = services.worker_heartbeat(worker=request.user, **data)
+    return Response({"tasks": worker_assignments(worker)})
+
+
+GID_RE = r"^[0-9a-fA-F]{16}$"
+
+
+class ProgressItemSerializer(serializers.Serializer):
+    task_id = serializers.IntegerField(min_value=1)
+    epoch = serializers.IntegerField(min_value=0)
+    status = serializers.CharField(max_length=16, required=False, default="active")
+    total_length = serializers.IntegerField(min_value=0, default=0)
+    completed_length = serializers.IntegerField(min_value=0, default=0)
+    download_speed = serializers.IntegerField(min_value=0, default=0)
+    upload_speed = serializers.IntegerField(min_value=0, default=0)
+    connections = serializers.IntegerField(min_value=0, default=0)
+    gid = serializers.RegexField(GID_RE, required=False, default="")
+
+
+class ProgressSerializer(serializers.Serializer):
+    tasks = ProgressItemSerializer(many=True, max_length=10000)
+
+
+@agent_endpoint
+def progress(request: Request) -> Response:
+    data = _valid(ProgressSerializer, request.data)
+    items = [leases.ProgressItem(**item) for item in data["tasks"]]
+    stale = leases.task_report_progress(worker=request.user, items=items)
+    return Response({"stale": stale})
+
+
+class EpochSerializer(serializers.Serializer):
+    epoch = serializers.IntegerField(min_value=0)
+
+
+class StartedSerializer(EpochSerializer):
+    gid = serializers.RegexField(GID_RE, required=False, default="")
+
+
+_SAFE_PATH = re.compile(r"^(?!/)(?!.*(^|/)\.\.(/|$))[^\x00-\x1f\x7f]{1,4096}$")
+
+
+class ResultFileSerializer(serializers.Serializer):
+    path = serializers.RegexField(_SAFE_PATH, error_messages={
+        "invalid": "must be a relative path inside the download dir, without '..'"})
+    size = serializers.IntegerField(min_value=0)
+    sha256 = serializers.RegexField(r"^[0-9a-f]{64}$")
+
+
+class CompletedSerializer(EpochSerializer):
+    files = ResultFileSerializer(many=True, max_length=100000)
+
+
+class FailedSerializer(EpochSerializer):
+    error_code = serializers.IntegerField(allow_null=True, required=False, default=None)
+    error_message = serializers.CharField(max_length=4000, allow_blank=True, required=False,
+                                          default="")
+
+
+class ReleasedSerializer(EpochSerializer):
+    reason = serializers.CharField(max_length=500, allow_blank=True, required=False, default="")
+
+
+def _task_report(call: Any) -> Response:
+    try:
+        task = call()
+    except leases.UnknownTask as exc:
+        raise exceptions.NotFound(str(exc)) from None
+    except leases.StaleLease as exc:
+        raise Conflict(str(exc)) from None
+    return Response({"task_id": task.pk, "status": task.status, "epoch": task.epoch})
+
+
+@agent_endpoint
+def task_started(request: Request, task_id: int) -> Response:
+    data = _valid(StartedSerializer, request.data)
+    return _task_report(lambda: leases.task_report_started(
+        worker=request.user, task_id=task_id, epoch=data["epoch"], gid=data["gid"]))
+
+
+@agent_endpoint
+def task_completed(request: Request, task_id: int) -> Response:
+    data = _valid(CompletedSerializer, request.data)
+    files = [dict(f) for f in data["files"]]
+    return _task_report(lambda: leases.task_report_completed(
+        worker=request.user, task_id=task_id, epoch=data["epoch"], files=files))
+
+
+@agent_endpoint
+def task_failed(request: Request, task_id: int) -> Response:
+    data = _valid(FailedSerializer, request.data)
+    return _task_report(lambda: leases.task_report_failed(
+        worker=request.user, task_id=task_id, epoch=data["epoch"],
+        error_code=data["error_code"], error_message=data["error_message"]))
+
+
+@agent_endpoint
+def task_released(request: Request, task_id: int) -> Response:
+    data = _valid(ReleasedSerializer, request.data)
+    return _task_report(lambda: leases.task_report_released(
+        worker=request.user, task_id=task_id, epoch=data["epoch"], reason=data["reason"]))
