@@ -106,7 +106,7 @@ class LocalCluster:
         if self.log_dir is None:
             return None
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        return open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
+        return open(self.log_dir / f"{name}.log", "ab")  # the child process owns it
 
     def start_dispatcher(self, *, port: int | None = None, wait: float = 30.0,
                          extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
