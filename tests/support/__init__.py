@@ -1,0 +1,1 @@
+"""Test helpers shared by agent, dispatcher and end-to-end tests."""
