@@ -43,14 +43,14 @@ class Api:
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(  # noqa: S310 - loopback URL of our own dispatcher
+        request = urllib.request.Request(
             self.base_url + path,
             method=method,
             data=data,
             headers={"X-API-Key": self.key, "Content-Type": "application/json"},
         )
         try:
-            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            with urllib.request.urlopen(request, timeout=10) as response:
                 raw = response.read()
                 return json.loads(raw) if raw else None
         except urllib.error.HTTPError as exc:

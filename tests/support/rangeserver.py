@@ -8,6 +8,9 @@ another process can use it too, or through the :class:`RangeServer` API:
   connection instead), later ones are served;
 * ``?norange=1``   ignore ``Range`` and answer 200 with the whole file (no resume possible);
 * ``/__status/<code>`` always answers that status; missing files answer 404;
+* :meth:`RangeServer.bytes_served` counts bytes written to sockets, which includes what the
+  kernel buffered for a client that then hung up; :meth:`RangeServer.ranges` shows what a client
+  asked for (better evidence of a resume);
 * ``GET /__stats`` returns ``{"bytes": {path: n}, "requests": {path: n}}`` as JSON.
 
 Run standalone: ``python -m tests.support.rangeserver --dir X --port N``.
@@ -68,6 +71,7 @@ class _Server(ThreadingHTTPServer):
         self.bytes_served: Counter[str] = Counter()
         self.requests_seen: Counter[str] = Counter()
         self.flaky_seen: Counter[str] = Counter()
+        self.range_headers: dict[str, list[str | None]] = {}
         self.first_request: dict[str, float] = {}
         self.default_throttle: int | None = None
         self.flaky: dict[str, tuple[int, str]] = {}
@@ -98,6 +102,7 @@ class _Handler(BaseHTTPRequestHandler):
         srv = self.server
         with srv.lock:
             srv.requests_seen[path] += 1
+            srv.range_headers.setdefault(path, []).append(self.headers.get("Range"))
             srv.first_request.setdefault(path, time.time())
         if path == "/__stats":
             with srv.lock:
@@ -245,6 +250,11 @@ class RangeServer:
         """Wall-clock time (time.time()) of the first request for ``path``, if any."""
         with self._server.lock:
             return self._server.first_request.get("/" + path.lstrip("/"))
+
+    def ranges(self, path: str) -> list[str | None]:
+        """The ``Range`` header of every request for ``path`` so far (None when absent)."""
+        with self._server.lock:
+            return list(self._server.range_headers.get("/" + path.lstrip("/"), []))
 
     def start(self) -> RangeServer:
         self._thread.start()

@@ -27,8 +27,11 @@ def main(postgres_url: str, redis_url: str) -> int:
         print("The PostgreSQL + Redis test pass needs both services:", file=sys.stderr)
         for problem in problems:
             print(f"  - {problem}", file=sys.stderr)
-        print("Start them (see README, 'Running the tests') or point TEST_POSTGRES_URL / "
-              "TEST_REDIS_URL at yours.", file=sys.stderr)
+        print(
+            "Start them (see README, 'Running the tests') or point TEST_POSTGRES_URL / "
+            "TEST_REDIS_URL at yours.",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

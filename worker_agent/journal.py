@@ -1,0 +1,146 @@
+"""The agent's durable record of the tasks it holds: one JSON file per task in the state dir.
+
+Contract: an entry is written (tmp file + fsync + rename + directory fsync) *before* the download
+is handed to aria2, updated when the agent's view of the task changes, and deleted only once the
+dispatcher has accepted a final report or told the agent to drop the task. After any restart the
+journal, not aria2's session file, says what the agent holds.
+
+``phase`` is the agent-side state machine::
+
+    adding --addUri ok--> added --all data leaves complete + hashed--> completed
+       |                    \\--aria2 error / removed elsewhere------> failed
+       +--bad options / aria2 refused----------------------------------> failed
+       +--cannot create the task folder--------------------------------> released
+    any phase --dropped, cancelled or 409--> entry deleted (with the task folder)
+
+``started_reported`` records that the dispatcher accepted ``started``. ``completed``, ``failed``
+and ``released`` entries keep their report (files or error) until the dispatcher accepts it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+PHASES = ("adding", "added", "completed", "failed", "released")
+_NAME = re.compile(r"^task-([0-9]+)\.json$")
+
+
+def task_gid(task_id: int, epoch: int) -> str:
+    """The aria2 GID the agent gives a task's root download: 12 hex of id, 4 hex of epoch."""
+    return f"{task_id:012x}{epoch % 65536:04x}"
+
+
+@dataclass
+class JournalEntry:
+    """What the agent holds for one task (at one epoch)."""
+
+    task_id: int
+    epoch: int
+    gid: str
+    uris: list[str]
+    options: dict[str, Any]
+    kind: str = "http"
+    state: str = "run"
+    phase: str = "adding"
+    started_reported: bool = False
+    files: list[dict[str, Any]] = field(default_factory=list)
+    error_code: int | None = None
+    error_message: str = ""
+    torrent: str | None = None
+
+    @property
+    def key(self) -> tuple[int, int]:
+        """``(task_id, epoch)``: what the dispatcher's reports are about."""
+        return (self.task_id, self.epoch)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JournalEntry:
+        """Build an entry from its JSON form; raises ValueError on a malformed record."""
+        try:
+            entry = cls(
+                task_id=int(data["task_id"]),
+                epoch=int(data["epoch"]),
+                gid=str(data["gid"]),
+                uris=[str(u) for u in data.get("uris", [])],
+                options=dict(data.get("options", {})),
+                kind=str(data.get("kind", "http")),
+                state=str(data.get("state", "run")),
+                phase=str(data.get("phase", "adding")),
+                started_reported=bool(data.get("started_reported", False)),
+                files=list(data.get("files", [])),
+                error_code=data.get("error_code"),
+                error_message=str(data.get("error_message", "")),
+                torrent=data.get("torrent"),
+            )
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"malformed journal entry: {exc}") from exc
+        if entry.phase not in PHASES:
+            raise ValueError(f"unknown phase {entry.phase!r}")
+        return entry
+
+
+class Journal:
+    """Directory of ``task-<id>.json`` files; at most one entry (one epoch) per task id."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def _path(self, task_id: int) -> Path:
+        return self.directory / f"task-{task_id}.json"
+
+    def write(self, entry: JournalEntry) -> None:
+        """Durably replace the entry for ``entry.task_id``; on return it survives a crash."""
+        path = self._path(entry.task_id)
+        tmp = path.with_name(f".{path.name}.tmp")
+        data = json.dumps(asdict(entry), sort_keys=True).encode()
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        self._fsync_dir()
+
+    def remove(self, task_id: int) -> None:
+        """Forget a task; missing entries are fine."""
+        try:
+            self._path(task_id).unlink()
+        except FileNotFoundError:
+            return
+        self._fsync_dir()
+
+    def get(self, task_id: int) -> JournalEntry | None:
+        """Return the entry for ``task_id`` or None (also for an unreadable file)."""
+        path = self._path(task_id)
+        try:
+            return JournalEntry.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            return None
+        except ValueError:
+            return None
+
+    def entries(self) -> dict[int, JournalEntry]:
+        """All readable entries by task id; corrupt files are skipped (they were never fsynced)."""
+        result: dict[int, JournalEntry] = {}
+        for path in sorted(self.directory.iterdir()):
+            match = _NAME.match(path.name)
+            if not match:
+                continue
+            entry = self.get(int(match.group(1)))
+            if entry is not None:
+                result[entry.task_id] = entry
+        return result
+
+    def _fsync_dir(self) -> None:
+        fd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
