@@ -93,8 +93,15 @@ def _positive(value: Any, path: str, *, allow_zero: bool = False) -> float:
 def parse_config(raw: Any, *, source: str = "") -> DispatcherConfig:
     """Validate a decoded JSON document and return the typed configuration."""
     _expect(raw, dict, "(top level)")
-    top_keys = {"host", "port", "log_level", "database", "task_assignment",
-                "worker_management", "security"}
+    top_keys = {
+        "host",
+        "port",
+        "log_level",
+        "database",
+        "task_assignment",
+        "worker_management",
+        "security",
+    }
     unknown = set(raw) - top_keys
     if unknown:
         raise ConfigError(f"{sorted(unknown)[0]}: unknown key (allowed: {sorted(top_keys)})")
@@ -132,12 +139,16 @@ def parse_config(raw: Any, *, source: str = "") -> DispatcherConfig:
     task_assignment = TaskAssignmentConfig(
         strategy=strategy,
         max_retries=max_retries,
-        retry_delay=_positive(ta.get("retry_delay", 300), "task_assignment.retry_delay",
-                              allow_zero=True),
+        retry_delay=_positive(
+            ta.get("retry_delay", 300), "task_assignment.retry_delay", allow_zero=True
+        ),
     )
 
-    wm = _section(raw, "worker_management", {"heartbeat_interval", "heartbeat_timeout",
-                                             "auto_remove_offline", "offline_threshold"})
+    wm = _section(
+        raw,
+        "worker_management",
+        {"heartbeat_interval", "heartbeat_timeout", "auto_remove_offline", "offline_threshold"},
+    )
     interval = _positive(wm.get("heartbeat_interval", 10), "worker_management.heartbeat_interval")
     timeout = _positive(wm.get("heartbeat_timeout", 30), "worker_management.heartbeat_timeout")
     if timeout <= interval:
@@ -148,14 +159,17 @@ def parse_config(raw: Any, *, source: str = "") -> DispatcherConfig:
     worker_management = WorkerManagementConfig(
         heartbeat_interval=interval,
         heartbeat_timeout=timeout,
-        auto_remove_offline=_expect(wm.get("auto_remove_offline", False), bool,
-                                    "worker_management.auto_remove_offline"),
-        offline_threshold=_positive(wm.get("offline_threshold", 3600),
-                                    "worker_management.offline_threshold"),
+        auto_remove_offline=_expect(
+            wm.get("auto_remove_offline", False), bool, "worker_management.auto_remove_offline"
+        ),
+        offline_threshold=_positive(
+            wm.get("offline_threshold", 3600), "worker_management.offline_threshold"
+        ),
     )
 
-    sec = _section(raw, "security", {"api_key_required", "api_keys", "join_keys",
-                                     "max_request_bytes"})
+    sec = _section(
+        raw, "security", {"api_key_required", "api_keys", "join_keys", "max_request_bytes"}
+    )
     keys: list[str] = []
     for name in ("api_keys", "join_keys"):
         values = _expect(sec.get(name, []), list, f"security.{name}")
@@ -164,22 +178,31 @@ def parse_config(raw: Any, *, source: str = "") -> DispatcherConfig:
             if not key.strip():
                 raise ConfigError(f"security.{name}[{index}]: must not be empty")
         keys.append(name)
-    max_bytes = _expect(sec.get("max_request_bytes", SecurityConfig.max_request_bytes), int,
-                        "security.max_request_bytes")
+    max_bytes = _expect(
+        sec.get("max_request_bytes", SecurityConfig.max_request_bytes),
+        int,
+        "security.max_request_bytes",
+    )
     if max_bytes < 1024:
         raise ConfigError(f"security.max_request_bytes: must be >= 1024, got {max_bytes}")
     security = SecurityConfig(
-        api_key_required=_expect(sec.get("api_key_required", True), bool,
-                                 "security.api_key_required"),
+        api_key_required=_expect(
+            sec.get("api_key_required", True), bool, "security.api_key_required"
+        ),
         api_keys=tuple(sec.get("api_keys", [])),
         join_keys=tuple(sec.get("join_keys", [])),
         max_request_bytes=max_bytes,
     )
 
     return DispatcherConfig(
-        host=host, port=port, log_level=log_level, database=database,
-        task_assignment=task_assignment, worker_management=worker_management,
-        security=security, source=source,
+        host=host,
+        port=port,
+        log_level=log_level,
+        database=database,
+        task_assignment=task_assignment,
+        worker_management=worker_management,
+        security=security,
+        source=source,
     )
 
 

@@ -96,7 +96,11 @@ class LocalCluster:
         """Run a manage.py command against this cluster's configuration; return stdout."""
         result = subprocess.run(
             [self.python, str(ROOT / "manage.py"), *args],
-            cwd=ROOT, env=self.child_env(), capture_output=True, text=True, timeout=300,
+            cwd=ROOT,
+            env=self.child_env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         if check and result.returncode != 0:
             raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stderr}")
@@ -108,8 +112,13 @@ class LocalCluster:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         return open(self.log_dir / f"{name}.log", "ab")  # the child process owns it
 
-    def start_dispatcher(self, *, port: int | None = None, wait: float = 30.0,
-                         extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    def start_dispatcher(
+        self,
+        *,
+        port: int | None = None,
+        wait: float = 30.0,
+        extra_env: dict[str, str] | None = None,
+    ) -> subprocess.Popen[bytes]:
         """Start `manage.py serve` and wait until it answers HTTP."""
         port = port or self.port
         env = self.child_env()
@@ -117,25 +126,47 @@ class LocalCluster:
         log = self._log(f"dispatcher-{port}")
         process = subprocess.Popen(
             [self.python, str(ROOT / "manage.py"), "serve", "--port", str(port)],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT if log else None,
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT if log else None,
         )
         self.dispatchers.append(process)
         wait_for_http(f"http://{self.host}:{port}/api/v1/status/", process, wait)
         return process
 
-    def write_agent_config(self, name: str, join_key: str, *, max_tasks: int = 5,
-                           dispatcher_url: str | None = None,
-                           capabilities: dict[str, Any] | None = None,
-                           heartbeat_interval: float = 2.0) -> Path:
+    def write_agent_config(
+        self,
+        name: str,
+        join_key: str,
+        *,
+        max_tasks: int = 5,
+        dispatcher_url: str | None = None,
+        capabilities: dict[str, Any] | None = None,
+        heartbeat_interval: float = 2.0,
+    ) -> Path:
         config = {
-            "dispatcher": {"url": dispatcher_url or self.url, "api_key": join_key,
-                           "heartbeat_interval": heartbeat_interval},
-            "aria2": {"host": "127.0.0.1", "port": 0,
-                      "download_dir": str(self.download_root / name),
-                      "global_options": {}},
-            "worker": {"name": name, "max_tasks": max_tasks,
-                       "capabilities": {"supports_bt": True, "supports_metalink": True,
-                                        "tags": {}, **(capabilities or {})}},
+            "dispatcher": {
+                "url": dispatcher_url or self.url,
+                "api_key": join_key,
+                "heartbeat_interval": heartbeat_interval,
+            },
+            "aria2": {
+                "host": "127.0.0.1",
+                "port": 0,
+                "download_dir": str(self.download_root / name),
+                "global_options": {},
+            },
+            "worker": {
+                "name": name,
+                "max_tasks": max_tasks,
+                "capabilities": {
+                    "supports_bt": True,
+                    "supports_metalink": True,
+                    "tags": {},
+                    **(capabilities or {}),
+                },
+            },
             "log_level": "INFO",
         }
         path = self.data_dir / f"worker-{name}.json"
@@ -146,7 +177,9 @@ class LocalCluster:
         log = self._log(f"agent-{name}")
         process = subprocess.Popen(
             [self.python, "-m", "worker_agent", "--config", str(config_path)],
-            cwd=ROOT, env=self.child_env(), stdout=log,
+            cwd=ROOT,
+            env=self.child_env(),
+            stdout=log,
             stderr=subprocess.STDOUT if log else None,
         )
         self.agents[name] = process

@@ -126,8 +126,14 @@ def _databases() -> dict[str, dict[str, object]]:
         # and it is gone when the process exits (documented in docs/configuration.md).
         name = "file:ariacluster-memory?mode=memory&cache=shared"
         options: dict[str, object] = {"uri": True, "transaction_mode": "IMMEDIATE", "timeout": 20}
-        return {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": name,
-                            "OPTIONS": options, "TEST": {"NAME": name}}}
+        return {
+            "default": {
+                "ENGINE": "django.db.backends.sqlite3",
+                "NAME": name,
+                "OPTIONS": options,
+                "TEST": {"NAME": name},
+            }
+        }
     path = Path(ARIACLUSTER.database.path)
     if not path.is_absolute():
         path = BASE_DIR / path

@@ -18,12 +18,18 @@ v1 = [
     path("api/v1/tasks/batch/", task_api.task_batch, name="api-tasks-batch"),
     path("api/v1/tasks/<int:task_id>/", task_api.task_detail, name="api-task"),
     path("api/v1/tasks/<int:task_id>/events/", task_api.task_events, name="api-task-events"),
-    re_path(r"^api/v1/tasks/(?P<task_id>\d+)/(?P<action>cancel|pause|resume|retry|priority)/$",
-            task_api.task_action, name="api-task-action"),
+    re_path(
+        r"^api/v1/tasks/(?P<task_id>\d+)/(?P<action>cancel|pause|resume|retry|priority)/$",
+        task_api.task_action,
+        name="api-task-action",
+    ),
     path("api/v1/workers/", worker_api.worker_collection, name="api-workers"),
     path("api/v1/workers/<int:worker_id>/", worker_api.worker_detail, name="api-worker"),
-    re_path(r"^api/v1/workers/(?P<worker_id>\d+)/(?P<action>drain|undrain)/$", drain,
-            name="api-worker-drain"),
+    re_path(
+        r"^api/v1/workers/(?P<worker_id>\d+)/(?P<action>drain|undrain)/$",
+        drain,
+        name="api-worker-drain",
+    ),
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/v1/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

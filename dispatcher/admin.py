@@ -36,8 +36,9 @@ def _bulk(action: Callable[..., Task], label: str) -> Any:
         if done:
             modeladmin.message_user(request, f"{label}: {done} task(s).", messages.SUCCESS)
         if refused:
-            modeladmin.message_user(request, "Refused — " + "; ".join(refused[:20]),
-                                    messages.WARNING)
+            modeladmin.message_user(
+                request, "Refused — " + "; ".join(refused[:20]), messages.WARNING
+            )
 
     run.short_description = f"{label} selected tasks"  # type: ignore[attr-defined]
     run.__name__ = f"action_{label.lower()}"
@@ -46,16 +47,43 @@ def _bulk(action: Callable[..., Task], label: str) -> Any:
 
 @admin.register(Task)
 class TaskAdmin(admin.ModelAdmin):
-    list_display = ["id", "name", "status", "priority", "worker", "epoch", "attempts",
-                    "progress_percent", "created_at"]
+    list_display = [
+        "id",
+        "name",
+        "status",
+        "priority",
+        "worker",
+        "epoch",
+        "attempts",
+        "progress_percent",
+        "created_at",
+    ]
     list_filter = ["status", "kind", "priority", "worker"]
     search_fields = ["name", "uris"]
     list_select_related = ["worker"]
     readonly_fields = [
-        "status", "worker", "epoch", "attempts", "not_before", "gid", "pending_reason",
-        "total_length", "completed_length", "download_speed", "upload_speed", "connections",
-        "error_code", "error_class", "error_message", "result", "avoid_workers",
-        "created_at", "assigned_at", "started_at", "finished_at", "owner",
+        "status",
+        "worker",
+        "epoch",
+        "attempts",
+        "not_before",
+        "gid",
+        "pending_reason",
+        "total_length",
+        "completed_length",
+        "download_speed",
+        "upload_speed",
+        "connections",
+        "error_code",
+        "error_class",
+        "error_message",
+        "result",
+        "avoid_workers",
+        "created_at",
+        "assigned_at",
+        "started_at",
+        "finished_at",
+        "owner",
     ]
     fields = ["name", "kind", "uris", "options", "priority", "tags", *readonly_fields]
     inlines = [TaskEventInline]
@@ -89,12 +117,28 @@ class TaskEventAdmin(admin.ModelAdmin):
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
-    list_display = ["name", "prefix", "scope", "user", "created_at", "last_used_at",
-                    "expires_at", "revoked_at"]
+    list_display = [
+        "name",
+        "prefix",
+        "scope",
+        "user",
+        "created_at",
+        "last_used_at",
+        "expires_at",
+        "revoked_at",
+    ]
     list_filter = ["scope"]
     search_fields = ["name", "prefix"]
-    fields = ["name", "scope", "user", "expires_at", "prefix", "created_at", "last_used_at",
-              "revoked_at"]
+    fields = [
+        "name",
+        "scope",
+        "user",
+        "expires_at",
+        "prefix",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    ]
     readonly_fields = ["prefix", "created_at", "last_used_at", "revoked_at"]
     actions = ["revoke"]
 
@@ -104,11 +148,15 @@ class ApiKeyAdmin(admin.ModelAdmin):
             return
         from dispatcher.keys import api_key_create
 
-        key, plaintext = api_key_create(name=obj.name, scope=obj.scope, user=obj.user,
-                                        expires_at=obj.expires_at)
+        key, plaintext = api_key_create(
+            name=obj.name, scope=obj.scope, user=obj.user, expires_at=obj.expires_at
+        )
         obj.pk = key.pk
-        self.message_user(request, f"API key created — copy it now, it is shown only once: "
-                                   f"{plaintext}", messages.WARNING)
+        self.message_user(
+            request,
+            f"API key created — copy it now, it is shown only once: {plaintext}",
+            messages.WARNING,
+        )
 
     @admin.action(description="Revoke selected keys")
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:

@@ -81,11 +81,17 @@ def _leased_task(worker: Worker, task_id: int, epoch: int) -> Task:
     return task
 
 
-def _event(task: Task, kind: str, worker: Worker | None, message: str = "",
-           now: datetime | None = None) -> None:
+def _event(
+    task: Task, kind: str, worker: Worker | None, message: str = "", now: datetime | None = None
+) -> None:
     TaskEvent.objects.create(
-        task=task, kind=kind, worker=worker, worker_name=worker.name if worker else "",
-        epoch=task.epoch, message=message, created_at=now or timezone.now(),
+        task=task,
+        kind=kind,
+        worker=worker,
+        worker_name=worker.name if worker else "",
+        epoch=task.epoch,
+        message=message,
+        created_at=now or timezone.now(),
     )
 
 
@@ -108,8 +114,17 @@ def task_report_started(*, worker: Worker, task_id: int, epoch: int, gid: str) -
     return task
 
 
-PROGRESS_FIELDS = ["total_length", "completed_length", "download_speed", "upload_speed",
-                   "connections", "gid", "status", "started_at", "updated_at"]
+PROGRESS_FIELDS = [
+    "total_length",
+    "completed_length",
+    "download_speed",
+    "upload_speed",
+    "connections",
+    "gid",
+    "status",
+    "started_at",
+    "updated_at",
+]
 
 
 def task_report_progress(*, worker: Worker, items: list[ProgressItem]) -> list[int]:
@@ -119,14 +134,17 @@ def task_report_progress(*, worker: Worker, items: list[ProgressItem]) -> list[i
     with transaction.atomic():
         wanted = {item.task_id: item for item in items}
         tasks = {
-            t.pk: t
-            for t in Task.objects.select_for_update().filter(pk__in=wanted).order_by("pk")
+            t.pk: t for t in Task.objects.select_for_update().filter(pk__in=wanted).order_by("pk")
         }
         changed: list[Task] = []
         for task_id, item in wanted.items():
             task = tasks.get(task_id)
-            if (task is None or task.worker_id != worker.pk or task.epoch != item.epoch
-                    or task.status not in LEASED_STATUSES):
+            if (
+                task is None
+                or task.worker_id != worker.pk
+                or task.epoch != item.epoch
+                or task.status not in LEASED_STATUSES
+            ):
                 stale.append(task_id)
                 continue
             task.total_length = max(0, item.total_length)
@@ -147,14 +165,19 @@ def task_report_progress(*, worker: Worker, items: list[ProgressItem]) -> list[i
     return stale
 
 
-def task_report_completed(*, worker: Worker, task_id: int, epoch: int,
-                          files: list[dict[str, Any]]) -> Task:
+def task_report_completed(
+    *, worker: Worker, task_id: int, epoch: int, files: list[dict[str, Any]]
+) -> Task:
     """Accept the finished download exactly once; a repeat for the same lease is a no-op."""
     now = timezone.now()
     with transaction.atomic():
         task = Task.objects.select_for_update().filter(pk=task_id).first()
-        if (task is not None and task.status == TaskStatus.COMPLETED
-                and task.worker_id == worker.pk and task.epoch == epoch):
+        if (
+            task is not None
+            and task.status == TaskStatus.COMPLETED
+            and task.worker_id == worker.pk
+            and task.epoch == epoch
+        ):
             return task
         task = _leased_task(worker, task_id, epoch)
         size = sum(int(f["size"]) for f in files)
@@ -171,14 +194,14 @@ def task_report_completed(*, worker: Worker, task_id: int, epoch: int,
         task.error_message = ""
         task.error_class = ErrorClass.NONE
         task.save()
-        _event(task, TaskEventKind.COMPLETED, worker,
-               f"{len(files)} file(s), {size} bytes", now)
+        _event(task, TaskEventKind.COMPLETED, worker, f"{len(files)} file(s), {size} bytes", now)
         _after_commit_refresh([task.pk], place=True)
     return task
 
 
-def task_report_failed(*, worker: Worker, task_id: int, epoch: int,
-                       error_code: int | None, error_message: str) -> Task:
+def task_report_failed(
+    *, worker: Worker, task_id: int, epoch: int, error_code: int | None, error_message: str
+) -> Task:
     """Class the error: permanent fails now; otherwise retry (later, or elsewhere)."""
     now = timezone.now()
     config = settings.ARIACLUSTER.task_assignment
@@ -195,8 +218,11 @@ def task_report_failed(*, worker: Worker, task_id: int, epoch: int,
         if error_class == ErrorClass.PERMANENT or task.attempts > config.max_retries:
             task.status = TaskStatus.FAILED
             task.finished_at = now
-            why = "permanent error" if error_class == ErrorClass.PERMANENT else (
-                f"retries exhausted ({task.attempts - 1} of {config.max_retries})")
+            why = (
+                "permanent error"
+                if error_class == ErrorClass.PERMANENT
+                else (f"retries exhausted ({task.attempts - 1} of {config.max_retries})")
+            )
             _event(task, TaskEventKind.FAILED, worker, f"{why}: {reason}", now)
             place = True
         else:
@@ -211,8 +237,13 @@ def task_report_failed(*, worker: Worker, task_id: int, epoch: int,
                 task.pending_reason = (
                     f"retry {task.attempts} of {config.max_retries} after {reason}"
                 )
-            _event(task, TaskEventKind.RETRIED, worker,
-                   f"attempt {task.attempts} failed: {reason}", now)
+            _event(
+                task,
+                TaskEventKind.RETRIED,
+                worker,
+                f"attempt {task.attempts} failed: {reason}",
+                now,
+            )
             place = True
         task.save()
         _after_commit_refresh([task.pk], place=place)
@@ -253,26 +284,39 @@ def lease_expire_stale(*, now: datetime | None = None) -> list[int]:
     cutoff = now - timedelta(seconds=timeout)
     silent = Q(last_heartbeat__lt=cutoff) | Q(last_heartbeat__isnull=True)
     expired: list[int] = []
-    for worker in Worker.objects.filter(silent, status__in=[*LIVE_WORKER_STATUSES,
-                                                            WorkerStatus.ERROR]):
+    for worker in Worker.objects.filter(
+        silent, status__in=[*LIVE_WORKER_STATUSES, WorkerStatus.ERROR]
+    ):
         with transaction.atomic():
             flipped = Worker.objects.filter(silent, pk=worker.pk, status=worker.status).update(
                 status=WorkerStatus.OFFLINE, status_changed_at=now
             )
             if not flipped:
                 continue
-            held = list(Task.objects.select_for_update().filter(
-                worker=worker, status__in=LEASED_STATUSES))
+            held = list(
+                Task.objects.select_for_update().filter(worker=worker, status__in=LEASED_STATUSES)
+            )
             for task in held:
-                _event(task, TaskEventKind.LEASE_EXPIRED, worker,
-                       f"no heartbeat from {worker.name} for {timeout:g} s", now)
+                _event(
+                    task,
+                    TaskEventKind.LEASE_EXPIRED,
+                    worker,
+                    f"no heartbeat from {worker.name} for {timeout:g} s",
+                    now,
+                )
             Task.objects.filter(worker=worker, status__in=ACTIVE_STATUSES).update(
-                status=TaskStatus.PENDING, worker=None, epoch=F("epoch") + 1,
-                download_speed=0, connections=0, updated_at=now,
+                status=TaskStatus.PENDING,
+                worker=None,
+                epoch=F("epoch") + 1,
+                download_speed=0,
+                connections=0,
+                updated_at=now,
                 pending_reason=f"lease expired on {worker.name}",
             )
             Task.objects.filter(worker=worker, status=TaskStatus.PAUSED).update(
-                worker=None, epoch=F("epoch") + 1, updated_at=now,
+                worker=None,
+                epoch=F("epoch") + 1,
+                updated_at=now,
             )
             expired.append(worker.pk)
             ids = [t.pk for t in held]
@@ -290,6 +334,7 @@ def worker_remove_offline(*, now: datetime | None = None) -> int:
         return 0
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=config.offline_threshold)
-    removed, _ = Worker.objects.filter(status=WorkerStatus.OFFLINE,
-                                       status_changed_at__lt=cutoff).delete()
+    removed, _ = Worker.objects.filter(
+        status=WorkerStatus.OFFLINE, status_changed_at__lt=cutoff
+    ).delete()
     return removed

@@ -68,17 +68,21 @@ class Task(models.Model):
     kind = models.CharField(max_length=16, choices=TaskKind.choices, default=TaskKind.URI)
     uris = models.JSONField(default=list)
     options = models.JSONField(default=dict, blank=True)
-    priority = models.PositiveSmallIntegerField(choices=Priority.choices,
-                                                default=Priority.NORMAL)
+    priority = models.PositiveSmallIntegerField(choices=Priority.choices, default=Priority.NORMAL)
     tags = models.JSONField(default=list, blank=True)
-    status = models.CharField(max_length=16, choices=TaskStatus.choices,
-                              default=TaskStatus.PENDING)
+    status = models.CharField(max_length=16, choices=TaskStatus.choices, default=TaskStatus.PENDING)
     pending_reason = models.CharField(max_length=255, blank=True)
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
-                              on_delete=models.SET_NULL, related_name="tasks")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="tasks",
+    )
 
-    worker = models.ForeignKey("workers_app.Worker", null=True, blank=True,
-                               on_delete=models.SET_NULL, related_name="tasks")
+    worker = models.ForeignKey(
+        "workers_app.Worker", null=True, blank=True, on_delete=models.SET_NULL, related_name="tasks"
+    )
     epoch = models.PositiveIntegerField(default=0)
     attempts = models.PositiveIntegerField(default=0)
     not_before = models.DateTimeField(null=True, blank=True)
@@ -152,8 +156,9 @@ class TaskEvent(models.Model):
 
     task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="events")
     kind = models.CharField(max_length=16, choices=TaskEventKind.choices)
-    worker = models.ForeignKey("workers_app.Worker", null=True, blank=True,
-                               on_delete=models.SET_NULL, related_name="+")
+    worker = models.ForeignKey(
+        "workers_app.Worker", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     worker_name = models.CharField(max_length=255, blank=True)
     epoch = models.PositiveIntegerField(default=0)
     message = models.TextField(blank=True)
@@ -187,8 +192,13 @@ class ApiKey(models.Model):
     prefix = models.CharField(max_length=16, unique=True)
     key_hash = models.CharField(max_length=64)
     scope = models.CharField(max_length=8, choices=ApiScope.choices, default=ApiScope.WRITE)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
-                             on_delete=models.CASCADE, related_name="api_keys")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="api_keys",
+    )
     created_at = models.DateTimeField(default=timezone.now)
     last_used_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)

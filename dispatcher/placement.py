@@ -35,6 +35,9 @@ class _Slot:
     worker: Worker
     active: int
     free: int
+    # Order of this slot's latest assignment in the current pass: every worker used in one
+    # pass gets the same last_assigned_at, so round-robin needs this to keep rotating.
+    turn: int = 0
 
 
 def tag_matches(tag: str, worker_tags: dict[str, str]) -> bool:
@@ -65,15 +68,11 @@ def unplaceable_reason(task: Task, workers: Sequence[Worker]) -> str:
     """Why no worker can take this task right now, in words for the task list."""
     if not workers:
         return "no online worker"
-    if task.kind in (TaskKind.MAGNET, TaskKind.TORRENT) and not any(
-        w.supports_bt for w in workers
-    ):
+    if task.kind in (TaskKind.MAGNET, TaskKind.TORRENT) and not any(w.supports_bt for w in workers):
         return "no online worker supports BitTorrent"
     if task.kind == TaskKind.METALINK and not any(w.supports_metalink for w in workers):
         return "no online worker supports Metalink"
-    if task.tags and not any(
-        all(tag_matches(str(t), w.tags) for t in task.tags) for w in workers
-    ):
+    if task.tags and not any(all(tag_matches(str(t), w.tags) for t in task.tags) for w in workers):
         return f"no online worker has tags {', '.join(map(str, task.tags))}"
     if not any(worker_fits(task, w) for w in workers):
         return "no online worker can take it (disk space or excluded after a local error)"
@@ -81,8 +80,8 @@ def unplaceable_reason(task: Task, workers: Sequence[Worker]) -> str:
 
 
 def _choose(strategy: str, task: Task, slots: list[_Slot]) -> _Slot:
-    def rotation(slot: _Slot) -> tuple[datetime, str]:
-        return (slot.worker.last_assigned_at or _EPOCH_START, slot.worker.name)
+    def rotation(slot: _Slot) -> tuple[datetime, int, str]:
+        return (slot.worker.last_assigned_at or _EPOCH_START, slot.turn, slot.worker.name)
 
     if strategy == "random":
         return random.choice(slots)
@@ -116,15 +115,18 @@ def _assign_one(
     if not candidates:
         reason = unplaceable_reason(task, workers)
         if task.pending_reason != reason:
-            Task.objects.filter(pk=task.pk, status=TaskStatus.PENDING).update(
-                pending_reason=reason
-            )
+            Task.objects.filter(pk=task.pk, status=TaskStatus.PENDING).update(pending_reason=reason)
         return False
     slot = _choose(strategy, task, candidates)
     # Conditional on still pending: a cancel or another process may have won.
     updated = Task.objects.filter(pk=task.pk, status=TaskStatus.PENDING).update(
-        status=TaskStatus.QUEUED, worker=slot.worker, epoch=F("epoch") + 1,
-        assigned_at=now, pending_reason="", not_before=None, updated_at=now,
+        status=TaskStatus.QUEUED,
+        worker=slot.worker,
+        epoch=F("epoch") + 1,
+        assigned_at=now,
+        pending_reason="",
+        not_before=None,
+        updated_at=now,
     )
     if not updated:
         return False
@@ -134,6 +136,7 @@ def _assign_one(
     slot.free -= 1
     slot.active += 1
     slot.worker.last_assigned_at = now
+    slot.turn = max(s.turn for s in slots) + 1
     return True
 
 
@@ -148,20 +151,17 @@ def _assign_round(now: datetime) -> tuple[int, bool]:
             .annotate(n=Count("id"))
             .values_list("worker", "n")
         )
-        slots = [
-            _Slot(w, counts.get(w.pk, 0), w.max_tasks - counts.get(w.pk, 0)) for w in workers
-        ]
+        slots = [_Slot(w, counts.get(w.pk, 0), w.max_tasks - counts.get(w.pk, 0)) for w in workers]
         due = Q(not_before__isnull=True) | Q(not_before__lte=now)
-        pending = (
-            Task.objects.filter(due, status=TaskStatus.PENDING)
-            .order_by("-priority", "created_at", "id")
+        pending = Task.objects.filter(due, status=TaskStatus.PENDING).order_by(
+            "-priority", "created_at", "id"
         )
         assigned: list[tuple[Task, Worker]] = []
         considered = 0
         for page in range(MAX_PAGES):
             if not any(s.free > 0 for s in slots) and page > 0:
                 break
-            tasks = list(_locking(pending)[page * ROUND_SIZE:(page + 1) * ROUND_SIZE])
+            tasks = list(_locking(pending)[page * ROUND_SIZE : (page + 1) * ROUND_SIZE])
             considered += len(tasks)
             for task in tasks:
                 if _assign_one(task, slots, workers, strategy, now):
@@ -170,8 +170,14 @@ def _assign_round(now: datetime) -> tuple[int, bool]:
                 break
         if assigned:
             TaskEvent.objects.bulk_create(
-                TaskEvent(task=t, kind=TaskEventKind.ASSIGNED, worker=w, worker_name=w.name,
-                          epoch=t.epoch, created_at=now)
+                TaskEvent(
+                    task=t,
+                    kind=TaskEventKind.ASSIGNED,
+                    worker=w,
+                    worker_name=w.name,
+                    epoch=t.epoch,
+                    created_at=now,
+                )
                 for t, w in assigned
             )
             used = {w.pk for _, w in assigned}

@@ -46,8 +46,9 @@ def task_list(
     if status:
         qs = qs.filter(status__in=[s.strip() for s in status.split(",") if s.strip()])
     if worker:
-        qs = qs.filter(worker_id=int(worker)) if worker.isdigit() else qs.filter(
-            worker__name=worker)
+        qs = (
+            qs.filter(worker_id=int(worker)) if worker.isdigit() else qs.filter(worker__name=worker)
+        )
     if kind:
         qs = qs.filter(kind=kind)
     if tag:
@@ -79,18 +80,20 @@ def worker_display_status(worker: Worker, slots_used: int) -> str:
 def cluster_status() -> dict[str, Any]:
     """Counts per task status and worker status, speed and queue length, in a few aggregates."""
     task_counts = {s.value: 0 for s in TaskStatus}
-    for status, n in Task.objects.values_list("status").annotate(n=Count("id")).values_list(
-        "status", "n"
+    for status, n in (
+        Task.objects.values_list("status").annotate(n=Count("id")).values_list("status", "n")
     ):
         task_counts[status] = n
-    workers = list(Worker.objects.all().only("id", "status", "max_tasks", "download_speed",
-                                             "upload_speed"))
+    workers = list(
+        Worker.objects.all().only("id", "status", "max_tasks", "download_speed", "upload_speed")
+    )
     used = worker_slots_used([w.pk for w in workers])
     worker_counts = {s.value: 0 for s in WorkerStatus}
     for w in workers:
         worker_counts[worker_display_status(w, used.get(w.pk, 0))] += 1
     speed = Task.objects.filter(status=TaskStatus.DOWNLOADING).aggregate(
-        d=Sum("download_speed"), u=Sum("upload_speed"))
+        d=Sum("download_speed"), u=Sum("upload_speed")
+    )
     return {
         "status": "ok",
         "tasks": task_counts,
@@ -100,6 +103,8 @@ def cluster_status() -> dict[str, Any]:
         "download_speed": speed["d"] or 0,
         "upload_speed": speed["u"] or 0,
         "queue_length": task_counts[TaskStatus.PENDING],
-        "slots": {"used": sum(used.values()), "total": sum(
-            w.max_tasks for w in workers if w.status == WorkerStatus.ONLINE)},
+        "slots": {
+            "used": sum(used.values()),
+            "total": sum(w.max_tasks for w in workers if w.status == WorkerStatus.ONLINE),
+        },
     }

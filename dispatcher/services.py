@@ -58,9 +58,15 @@ def _tell_agent_after_commit(task: Task, message_type: str, worker_id: int | Non
 
 
 def _build(data: TaskInput, owner: Any) -> Task:
-    return Task(kind=data.kind, uris=data.uris, options=data.options, priority=data.priority,
-                tags=data.tags, name=data.name,
-                owner=owner if getattr(owner, "pk", None) else None)
+    return Task(
+        kind=data.kind,
+        uris=data.uris,
+        options=data.options,
+        priority=data.priority,
+        tags=data.tags,
+        name=data.name,
+        owner=owner if getattr(owner, "pk", None) else None,
+    )
 
 
 def task_create(*, owner: Any = None, **fields: Any) -> Task:
@@ -69,8 +75,9 @@ def task_create(*, owner: Any = None, **fields: Any) -> Task:
     with transaction.atomic():
         task = _build(data, owner)
         task.save()
-        TaskEvent.objects.create(task=task, kind=TaskEventKind.CREATED,
-                                 message=f"{len(task.uris)} URI(s)")
+        TaskEvent.objects.create(
+            task=task, kind=TaskEventKind.CREATED, message=f"{len(task.uris)} URI(s)"
+        )
         _place_after_commit([task.pk])
     return task
 
@@ -84,7 +91,7 @@ def task_create_batch(*, items: Sequence[dict[str, Any]], owner: Any = None) -> 
     errors: dict[str, Any] = {}
     for index, item in enumerate(items):
         if not isinstance(item, dict):
-            errors[str(index)] = ["must be an object like {\"url\": ...}"]
+            errors[str(index)] = ['must be an object like {"url": ...}']
             continue
         allowed = {"url", "uris", "options", "priority", "tags", "name"}
         unknown = set(item) - allowed
@@ -115,8 +122,9 @@ def _locked(task_id: int) -> Task:
     return Task.objects.select_for_update().get(pk=task_id)
 
 
-def _transition(task: Task, allowed: Sequence[str], action: str,
-                change: Callable[[Task], str]) -> Task:
+def _transition(
+    task: Task, allowed: Sequence[str], action: str, change: Callable[[Task], str]
+) -> Task:
     """Lock the task, check its status allows `action`, apply `change`, record the event."""
     with transaction.atomic():
         locked = _locked(task.pk)
@@ -125,8 +133,11 @@ def _transition(task: Task, allowed: Sequence[str], action: str,
         kind = change(locked)
         locked.save()
         TaskEvent.objects.create(
-            task=locked, kind=kind, worker=locked.worker,
-            worker_name=locked.worker.name if locked.worker else "", epoch=locked.epoch,
+            task=locked,
+            kind=kind,
+            worker=locked.worker,
+            worker_name=locked.worker.name if locked.worker else "",
+            epoch=locked.epoch,
             message=f"{action} requested",
         )
     return locked
@@ -194,8 +205,9 @@ def task_retry(*, task: Task) -> Task:
         _place_after_commit([t.pk])
         return TaskEventKind.RETRIED
 
-    return _transition(task, [TaskStatus.FAILED, TaskStatus.CANCELED, TaskStatus.PENDING],
-                       "retry", change)
+    return _transition(
+        task, [TaskStatus.FAILED, TaskStatus.CANCELED, TaskStatus.PENDING], "retry", change
+    )
 
 
 def task_requeue(*, task: Task) -> Task:

@@ -167,15 +167,21 @@ def validate_task_input(
                 elif tag not in clean_tags:
                     clean_tags.append(tag)
 
-    if name not in (None, "") and (not isinstance(name, str) or len(name) > 255
-                                   or _CONTROL_OR_SPACE.sub("", name.replace(" ", "")) != name
-                                   .replace(" ", "")):
+    if name not in (None, "") and (
+        not isinstance(name, str)
+        or len(name) > 255
+        or _CONTROL_OR_SPACE.sub("", name.replace(" ", "")) != name.replace(" ", "")
+    ):
         errors["name"] = ["must be text of at most 255 characters without control characters"]
 
     if errors:
         raise ValidationError(errors)
     kind = TaskKind.MAGNET if magnets else TaskKind.URI
     return TaskInput(
-        kind=kind, uris=clean, options=clean_options, priority=clean_priority, tags=clean_tags,
+        kind=kind,
+        uris=clean,
+        options=clean_options,
+        priority=clean_priority,
+        tags=clean_tags,
         name=str(name) if name else _name_from(clean, clean_options),
     )

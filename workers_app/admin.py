@@ -14,14 +14,39 @@ from workers_app.models import JoinKey, Worker
 
 @admin.register(Worker)
 class WorkerAdmin(admin.ModelAdmin):
-    list_display = ["name", "hostname", "status", "draining", "max_tasks", "slots_used",
-                    "last_heartbeat", "free_disk", "download_speed", "aria2_version"]
+    list_display = [
+        "name",
+        "hostname",
+        "status",
+        "draining",
+        "max_tasks",
+        "slots_used",
+        "last_heartbeat",
+        "free_disk",
+        "download_speed",
+        "aria2_version",
+    ]
     list_filter = ["status", "draining"]
     search_fields = ["name", "hostname"]
-    readonly_fields = ["name", "hostname", "status", "capabilities", "max_tasks", "slots_used",
-                       "last_heartbeat", "free_disk", "download_speed", "upload_speed",
-                       "aria2_version", "agent_version", "pid", "token_prefix", "registered_at",
-                       "status_changed_at", "last_assigned_at"]
+    readonly_fields = [
+        "name",
+        "hostname",
+        "status",
+        "capabilities",
+        "max_tasks",
+        "slots_used",
+        "last_heartbeat",
+        "free_disk",
+        "download_speed",
+        "upload_speed",
+        "aria2_version",
+        "agent_version",
+        "pid",
+        "token_prefix",
+        "registered_at",
+        "status_changed_at",
+        "last_assigned_at",
+    ]
     exclude = ["token_hash"]
     actions = ["drain", "undrain"]
 
@@ -53,5 +78,8 @@ class JoinKeyAdmin(admin.ModelAdmin):
             return
         key, plaintext = services.join_key_create(name=obj.name)
         obj.pk = key.pk
-        self.message_user(request, f"Join key created — copy it now, it is shown only once: "
-                                   f"{plaintext}", messages.WARNING)
+        self.message_user(
+            request,
+            f"Join key created — copy it now, it is shown only once: {plaintext}",
+            messages.WARNING,
+        )

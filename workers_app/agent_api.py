@@ -67,26 +67,42 @@ class CapabilitiesSerializer(serializers.Serializer):
     bandwidth = serializers.IntegerField(min_value=0, required=False, default=0)
     supports_bt = serializers.BooleanField(required=False, default=True)
     supports_metalink = serializers.BooleanField(required=False, default=True)
-    tags = serializers.DictField(child=serializers.CharField(max_length=64, allow_blank=True),
-                                 required=False, default=dict)
+    tags = serializers.DictField(
+        child=serializers.CharField(max_length=64, allow_blank=True), required=False, default=dict
+    )
 
 
 class RegisterSerializer(serializers.Serializer):
     name = serializers.RegexField(r"^[A-Za-z0-9_.-]{1,100}$")
-    hostname = serializers.CharField(max_length=255, required=False, default="",
-                                     allow_blank=True)
+    hostname = serializers.CharField(max_length=255, required=False, default="", allow_blank=True)
     pid = serializers.IntegerField(min_value=0, required=False, allow_null=True, default=None)
-    agent_version = serializers.CharField(max_length=32, required=False, default="",
-                                          allow_blank=True)
-    aria2_version = serializers.CharField(max_length=32, required=False, default="",
-                                          allow_blank=True)
+    agent_version = serializers.CharField(
+        max_length=32, required=False, default="", allow_blank=True
+    )
+    aria2_version = serializers.CharField(
+        max_length=32, required=False, default="", allow_blank=True
+    )
     max_tasks = serializers.IntegerField(min_value=1, max_value=1000, required=False, default=5)
     free_disk = serializers.IntegerField(min_value=0, required=False, default=0)
     capabilities = CapabilitiesSerializer(required=False, default=dict)
 
 
+class JoinKeyChallenge(BaseAuthentication):
+    """Checks nothing itself (`register` does); gives a refused join key its 401 challenge.
+
+    Without an authenticator DRF turns AuthenticationFailed into 403, and the agent treats
+    only 401 as "bad credential" (docs/protocol.md).
+    """
+
+    def authenticate(self, request: Request) -> None:
+        return None
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'X-Join-Key realm="ariacluster-agent"'
+
+
 @api_view(["POST"])
-@authentication_classes([])
+@authentication_classes([JoinKeyChallenge])
 @permission_classes([AllowAny])
 def register(request: Request) -> Response:
     join_key = request.headers.get("X-Join-Key") or bearer_token(request.headers)
@@ -99,13 +115,15 @@ def register(request: Request) -> Response:
     from django.conf import settings
 
     wm = settings.ARIACLUSTER.worker_management
-    return Response({
-        "worker_id": registration.worker.pk,
-        "token": registration.token,
-        "heartbeat_interval": wm.heartbeat_interval,
-        "heartbeat_timeout": wm.heartbeat_timeout,
-        "progress_interval": 1.0,
-    })
+    return Response(
+        {
+            "worker_id": registration.worker.pk,
+            "token": registration.token,
+            "heartbeat_interval": wm.heartbeat_interval,
+            "heartbeat_timeout": wm.heartbeat_timeout,
+            "progress_interval": 1.0,
+        }
+    )
 
 
 class HeldTaskSerializer(serializers.Serializer):
@@ -168,8 +186,10 @@ _SAFE_PATH = re.compile(r"^(?!/)(?!.*(^|/)\.\.(/|$))[^\x00-\x1f\x7f]{1,4096}$")
 
 
 class ResultFileSerializer(serializers.Serializer):
-    path = serializers.RegexField(_SAFE_PATH, error_messages={
-        "invalid": "must be a relative path inside the download dir, without '..'"})
+    path = serializers.RegexField(
+        _SAFE_PATH,
+        error_messages={"invalid": "must be a relative path inside the download dir, without '..'"},
+    )
     size = serializers.IntegerField(min_value=0)
     sha256 = serializers.RegexField(r"^[0-9a-f]{64}$")
 
@@ -180,8 +200,9 @@ class CompletedSerializer(EpochSerializer):
 
 class FailedSerializer(EpochSerializer):
     error_code = serializers.IntegerField(allow_null=True, required=False, default=None)
-    error_message = serializers.CharField(max_length=4000, allow_blank=True, required=False,
-                                          default="")
+    error_message = serializers.CharField(
+        max_length=4000, allow_blank=True, required=False, default=""
+    )
 
 
 class ReleasedSerializer(EpochSerializer):
@@ -201,28 +222,43 @@ def _task_report(call: Any) -> Response:
 @agent_endpoint
 def task_started(request: Request, task_id: int) -> Response:
     data = _valid(StartedSerializer, request.data)
-    return _task_report(lambda: leases.task_report_started(
-        worker=request.user, task_id=task_id, epoch=data["epoch"], gid=data["gid"]))
+    return _task_report(
+        lambda: leases.task_report_started(
+            worker=request.user, task_id=task_id, epoch=data["epoch"], gid=data["gid"]
+        )
+    )
 
 
 @agent_endpoint
 def task_completed(request: Request, task_id: int) -> Response:
     data = _valid(CompletedSerializer, request.data)
     files = [dict(f) for f in data["files"]]
-    return _task_report(lambda: leases.task_report_completed(
-        worker=request.user, task_id=task_id, epoch=data["epoch"], files=files))
+    return _task_report(
+        lambda: leases.task_report_completed(
+            worker=request.user, task_id=task_id, epoch=data["epoch"], files=files
+        )
+    )
 
 
 @agent_endpoint
 def task_failed(request: Request, task_id: int) -> Response:
     data = _valid(FailedSerializer, request.data)
-    return _task_report(lambda: leases.task_report_failed(
-        worker=request.user, task_id=task_id, epoch=data["epoch"],
-        error_code=data["error_code"], error_message=data["error_message"]))
+    return _task_report(
+        lambda: leases.task_report_failed(
+            worker=request.user,
+            task_id=task_id,
+            epoch=data["epoch"],
+            error_code=data["error_code"],
+            error_message=data["error_message"],
+        )
+    )
 
 
 @agent_endpoint
 def task_released(request: Request, task_id: int) -> Response:
     data = _valid(ReleasedSerializer, request.data)
-    return _task_report(lambda: leases.task_report_released(
-        worker=request.user, task_id=task_id, epoch=data["epoch"], reason=data["reason"]))
+    return _task_report(
+        lambda: leases.task_report_released(
+            worker=request.user, task_id=task_id, epoch=data["epoch"], reason=data["reason"]
+        )
+    )

@@ -21,8 +21,8 @@ def _worker_out(worker: Worker) -> Response:
     context = {"slots_used": worker_slots_used([worker.pk])}
     data = dict(WorkerOutputSerializer(worker, context=context).data)
     data["tasks"] = list(
-        worker.tasks.filter(status__in=LEASED_STATUSES).order_by("pk").values_list("pk",
-                                                                                   flat=True))
+        worker.tasks.filter(status__in=LEASED_STATUSES).order_by("pk").values_list("pk", flat=True)
+    )
     return Response(data)
 
 

@@ -29,8 +29,9 @@ class Worker(models.Model):
 
     name = models.CharField(max_length=100, unique=True)
     hostname = models.CharField(max_length=255, blank=True)
-    status = models.CharField(max_length=8, choices=WorkerStatus.choices,
-                              default=WorkerStatus.ONLINE)
+    status = models.CharField(
+        max_length=8, choices=WorkerStatus.choices, default=WorkerStatus.ONLINE
+    )
     capabilities = models.JSONField(default=dict, blank=True)
     max_tasks = models.PositiveIntegerField(default=5)
     slots_used = models.PositiveIntegerField(default=0)

@@ -71,9 +71,17 @@ def _after_commit_place(worker_id: int) -> None:
     transaction.on_commit(run)
 
 
-def worker_register(*, name: str, hostname: str = "", pid: int | None = None,
-                    agent_version: str = "", aria2_version: str = "", max_tasks: int = 5,
-                    free_disk: int = 0, capabilities: dict[str, Any] | None = None) -> Registration:
+def worker_register(
+    *,
+    name: str,
+    hostname: str = "",
+    pid: int | None = None,
+    agent_version: str = "",
+    aria2_version: str = "",
+    max_tasks: int = 5,
+    free_disk: int = 0,
+    capabilities: dict[str, Any] | None = None,
+) -> Registration:
     """Create or refresh the worker called `name` and issue it a new token.
 
     Idempotent by name: tasks leased to it stay leased (the agent gets them in its next sync).
@@ -103,14 +111,19 @@ def worker_register(*, name: str, hostname: str = "", pid: int | None = None,
     return Registration(worker=worker, token=secret.plaintext)
 
 
-def worker_heartbeat(*, worker: Worker, slots_used: int, download_speed: int,
-                     upload_speed: int, free_disk: int) -> Worker:
+def worker_heartbeat(
+    *, worker: Worker, slots_used: int, download_speed: int, upload_speed: int, free_disk: int
+) -> Worker:
     """Renew the worker's lease on everything it holds and record its load."""
     now = timezone.now()
     with transaction.atomic():
-        fields = {"last_heartbeat": now, "slots_used": max(0, slots_used),
-                  "download_speed": max(0, download_speed),
-                  "upload_speed": max(0, upload_speed), "free_disk": max(0, free_disk)}
+        fields = {
+            "last_heartbeat": now,
+            "slots_used": max(0, slots_used),
+            "download_speed": max(0, download_speed),
+            "upload_speed": max(0, upload_speed),
+            "free_disk": max(0, free_disk),
+        }
         came_back = worker.status != WorkerStatus.ONLINE
         if came_back:
             fields.update(status=WorkerStatus.ONLINE, status_changed_at=now)
@@ -141,8 +154,10 @@ def worker_remove(*, worker: Worker) -> None:
     with transaction.atomic():
         locked = Worker.objects.select_for_update().get(pk=worker.pk)
         if locked.status != WorkerStatus.OFFLINE:
-            raise WorkerStateError(f"worker {locked.name} is {locked.status}; only offline "
-                                   "workers can be removed (drain it and stop its agent first)")
+            raise WorkerStateError(
+                f"worker {locked.name} is {locked.status}; only offline "
+                "workers can be removed (drain it and stop its agent first)"
+            )
         if locked.tasks.filter(status__in=LEASED_STATUSES).exists():
             raise WorkerStateError(f"worker {locked.name} still holds tasks")
         worker_id = locked.pk

@@ -23,11 +23,38 @@ class TaskOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = Task
         fields = [
-            "id", "url", "uris", "name", "kind", "status", "priority", "priority_name", "tags",
-            "worker_id", "worker", "epoch", "attempts", "options", "progress", "total_length",
-            "completed_length", "download_speed", "upload_speed", "connections", "eta",
-            "pending_reason", "not_before", "error_code", "error_class", "error_message",
-            "result", "gid", "created_at", "updated_at", "assigned_at", "started_at",
+            "id",
+            "url",
+            "uris",
+            "name",
+            "kind",
+            "status",
+            "priority",
+            "priority_name",
+            "tags",
+            "worker_id",
+            "worker",
+            "epoch",
+            "attempts",
+            "options",
+            "progress",
+            "total_length",
+            "completed_length",
+            "download_speed",
+            "upload_speed",
+            "connections",
+            "eta",
+            "pending_reason",
+            "not_before",
+            "error_code",
+            "error_class",
+            "error_message",
+            "result",
+            "gid",
+            "created_at",
+            "updated_at",
+            "assigned_at",
+            "started_at",
             "finished_at",
         ]
         read_only_fields = fields
@@ -58,8 +85,9 @@ class TaskInputSerializer(serializers.Serializer):
     """Documents the create body for the schema; validation lives in dispatcher.validation."""
 
     url = serializers.CharField(required=False, help_text="One URL or magnet link.")
-    uris = serializers.ListField(child=serializers.CharField(), required=False,
-                                 help_text="Several mirrors of one file.")
+    uris = serializers.ListField(
+        child=serializers.CharField(), required=False, help_text="Several mirrors of one file."
+    )
     options = serializers.DictField(required=False, help_text="Allowlisted aria2 options.")
     priority = serializers.CharField(required=False, help_text="1-4 or low/normal/high/urgent.")
     tags = serializers.ListField(child=serializers.CharField(), required=False)
@@ -81,9 +109,22 @@ class WorkerOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = Worker
         fields = [
-            "id", "name", "hostname", "status", "max_tasks", "slots_used", "capabilities",
-            "last_heartbeat", "free_disk", "download_speed", "upload_speed", "aria2_version",
-            "agent_version", "pid", "draining", "registered_at",
+            "id",
+            "name",
+            "hostname",
+            "status",
+            "max_tasks",
+            "slots_used",
+            "capabilities",
+            "last_heartbeat",
+            "free_disk",
+            "download_speed",
+            "upload_speed",
+            "aria2_version",
+            "agent_version",
+            "pid",
+            "draining",
+            "registered_at",
         ]
         read_only_fields = fields
 

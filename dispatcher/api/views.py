@@ -42,9 +42,7 @@ def _create_one(request: Request) -> Response:
     body = _body(request)
     unknown = set(body) - TASK_FIELDS
     if unknown:
-        raise exceptions.ValidationError(
-            {field: ["unknown field"] for field in sorted(unknown)}
-        )
+        raise exceptions.ValidationError({field: ["unknown field"] for field in sorted(unknown)})
     task = services.task_create(owner=request.user, **body)
     return _task_out(task, status.HTTP_201_CREATED)
 
@@ -73,10 +71,15 @@ def task_collection(request: Request) -> Response:
         bad = [s for s in wanted.split(",") if s.strip() and s.strip() not in TaskStatus.values]
         if bad:
             raise exceptions.ValidationError(
-                {"status": [f"unknown status {bad[0]!r}; use one of {TaskStatus.values}"]})
-    tasks = selectors.task_list(status=wanted, worker=params.get("worker"),
-                                tag=params.get("tag"), kind=params.get("kind"),
-                                search=params.get("search"))
+                {"status": [f"unknown status {bad[0]!r}; use one of {TaskStatus.values}"]}
+            )
+    tasks = selectors.task_list(
+        status=wanted,
+        worker=params.get("worker"),
+        tag=params.get("tag"),
+        kind=params.get("kind"),
+        search=params.get("search"),
+    )
     paginator = Pagination()
     page = paginator.paginate_queryset(tasks, request)
     return paginator.get_paginated_response(TaskOutputSerializer(page, many=True).data)
@@ -96,8 +99,9 @@ def task_batch(request: Request) -> Response:
         tasks = services.task_create_batch(items=items, owner=request.user)
     except services.InvalidBatch as exc:
         raise exceptions.ValidationError({"tasks": exc.errors}) from None
-    return Response({"tasks": TaskOutputSerializer(tasks, many=True).data},
-                    status=status.HTTP_201_CREATED)
+    return Response(
+        {"tasks": TaskOutputSerializer(tasks, many=True).data}, status=status.HTTP_201_CREATED
+    )
 
 
 def _act(call: Callable[[], Task]) -> Response:

@@ -41,12 +41,15 @@ def setup(workers: int, max_tasks: int, tasks: int) -> dict[str, Any]:
     call_command("migrate", verbosity=0)
     now = timezone.now()
     Worker.objects.bulk_create(
-        Worker(name=f"w{i:03d}", max_tasks=max_tasks, last_heartbeat=now)
-        for i in range(workers)
+        Worker(name=f"w{i:03d}", max_tasks=max_tasks, last_heartbeat=now) for i in range(workers)
     )
     rows = Task.objects.bulk_create(
-        (Task(uris=[f"http://127.0.0.1:9/{i}.bin"], name=f"{i}.bin",
-              priority=random.randint(1, 4)) for i in range(tasks)),
+        (
+            Task(
+                uris=[f"http://127.0.0.1:9/{i}.bin"], name=f"{i}.bin", priority=random.randint(1, 4)
+            )
+            for i in range(tasks)
+        ),
         batch_size=1000,
     )
     TaskEvent.objects.bulk_create(
@@ -82,12 +85,16 @@ def run(complete: int, deadline: float) -> dict[str, Any]:
             if active > limits[worker_id]:
                 over.append({"worker": worker_id, "active": active, "max": limits[worker_id]})
         if complete:
-            queued = list(Task.objects.filter(status__in=ACTIVE_STATUSES)
-                          .values_list("pk", "worker_id", "epoch")[: complete * 4])
+            queued = list(
+                Task.objects.filter(status__in=ACTIVE_STATUSES).values_list(
+                    "pk", "worker_id", "epoch"
+                )[: complete * 4]
+            )
             for task_id, worker_id, epoch in random.sample(queued, min(complete, len(queued))):
                 try:
-                    leases.task_report_completed(worker=workers[worker_id], task_id=task_id,
-                                                 epoch=epoch, files=[])
+                    leases.task_report_completed(
+                        worker=workers[worker_id], task_id=task_id, epoch=epoch, files=[]
+                    )
                     completed += 1
                 except leases.StaleLease:
                     stale += 1
@@ -98,8 +105,13 @@ def run(complete: int, deadline: float) -> dict[str, Any]:
             connection.close()
             return {"error": "deadline passed", "placed": placed, "passes": passes}
     connection.close()
-    return {"placed": placed, "completed": completed, "stale": stale, "passes": passes,
-            "over_max": over[:10]}
+    return {
+        "placed": placed,
+        "completed": completed,
+        "stale": stale,
+        "passes": passes,
+        "over_max": over[:10],
+    }
 
 
 def check() -> dict[str, Any]:
@@ -108,37 +120,44 @@ def check() -> dict[str, Any]:
 
     limits = dict(Worker.objects.values_list("pk", "max_tasks"))
     statuses = Counter(Task.objects.values_list("status", flat=True))
-    assigned = Counter(TaskEvent.objects.filter(kind="assigned").values_list("task_id",
-                                                                            flat=True))
-    completed = Counter(TaskEvent.objects.filter(kind="completed").values_list("task_id",
-                                                                              flat=True))
+    assigned = Counter(TaskEvent.objects.filter(kind="assigned").values_list("task_id", flat=True))
+    completed = Counter(
+        TaskEvent.objects.filter(kind="completed").values_list("task_id", flat=True)
+    )
     task_ids = list(Task.objects.values_list("pk", flat=True))
     # Replay in id order: an ASSIGNED row is written after its transaction counted the slots,
     # so a COMPLETED that freed a slot it used always has a smaller id.
     load: dict[int, int] = defaultdict(int)
     replay_over: list[dict[str, int]] = []
-    for kind, worker_id in TaskEvent.objects.filter(
-        kind__in=["assigned", "completed"]
-    ).order_by("id").values_list("kind", "worker_id"):
+    for kind, worker_id in (
+        TaskEvent.objects.filter(kind__in=["assigned", "completed"])
+        .order_by("id")
+        .values_list("kind", "worker_id")
+    ):
         load[worker_id] += 1 if kind == "assigned" else -1
         if load[worker_id] > limits[worker_id]:
             replay_over.append({"worker": worker_id, "load": load[worker_id]})
-    final_active = Counter(Task.objects.filter(status__in=ACTIVE_STATUSES)
-                           .values_list("worker_id", flat=True))
+    final_active = Counter(
+        Task.objects.filter(status__in=ACTIVE_STATUSES).values_list("worker_id", flat=True)
+    )
     return {
         "tasks": len(task_ids),
         "statuses": dict(statuses),
         "tasks_not_assigned_once": sum(1 for t in task_ids if assigned[t] != 1),
         "assigned_events_not_epoch_1": TaskEvent.objects.filter(kind="assigned")
-        .exclude(epoch=1).count(),
+        .exclude(epoch=1)
+        .count(),
         "tasks_not_epoch_1": Task.objects.exclude(epoch=1).count(),
         "tasks_completed_twice": sum(1 for n in completed.values() if n > 1),
         "completed_events": sum(completed.values()),
         "replay_over_max": replay_over[:10],
         "final_over_max": {w: n for w, n in final_active.items() if n > limits[w]},
-        "assigned_per_worker_max": max(Counter(
-            TaskEvent.objects.filter(kind="assigned").values_list("worker_id", flat=True)
-        ).values(), default=0),
+        "assigned_per_worker_max": max(
+            Counter(
+                TaskEvent.objects.filter(kind="assigned").values_list("worker_id", flat=True)
+            ).values(),
+            default=0,
+        ),
     }
 
 

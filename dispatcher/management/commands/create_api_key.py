@@ -34,8 +34,9 @@ class Command(BaseCommand):
             if options["expires_days"] <= 0:
                 raise CommandError("--expires-days must be positive")
             expires = timezone.now() + timedelta(days=options["expires_days"])
-        key, plaintext = api_key_create(name=options["name"], scope=options["scope"],
-                                        user=user, expires_at=expires)
+        key, plaintext = api_key_create(
+            name=options["name"], scope=options["scope"], user=user, expires_at=expires
+        )
         if options["quiet"]:
             self.stdout.write(plaintext)
             return

@@ -23,5 +23,7 @@ class Command(BaseCommand):
             return
         self.stdout.write(f"Join key '{key.name}' (prefix {key.prefix}):")
         self.stdout.write(plaintext)
-        self.stdout.write("Put it in config/worker.json as dispatcher.api_key (or "
-                          "ARIACLUSTER_JOIN_KEY). It is shown only once.")
+        self.stdout.write(
+            "Put it in config/worker.json as dispatcher.api_key (or "
+            "ARIACLUSTER_JOIN_KEY). It is shown only once."
+        )

@@ -19,8 +19,10 @@ from workers_app.services import join_key_create
 
 
 class Command(BaseCommand):
-    help = ("Run the dispatcher plus local worker agents (downloads/worker1, downloads/worker2). "
-            "The first run creates an admin login, an API key and a join key.")
+    help = (
+        "Run the dispatcher plus local worker agents (downloads/worker1, downloads/worker2). "
+        "The first run creates an admin login, an API key and a join key."
+    )
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--workers", type=int, default=2, help="Local agents to start.")
@@ -33,13 +35,19 @@ class Command(BaseCommand):
         user_model = get_user_model()
         password = secrets.token_urlsafe(12)
         if user_model.objects.filter(username="admin").exists():
-            raise CommandError(f"user 'admin' exists but {path} is missing; create an API key "
-                               "with manage.py create_api_key and remove the user or the file")
+            raise CommandError(
+                f"user 'admin' exists but {path} is missing; create an API key "
+                "with manage.py create_api_key and remove the user or the file"
+            )
         admin = user_model.objects.create_superuser("admin", "", password)
         _, api_key = api_key_create(name="make run", scope="admin", user=admin)
         _, join_key = join_key_create(name="local workers")
-        credentials = {"admin_user": "admin", "admin_password": password, "api_key": api_key,
-                       "join_key": join_key}
+        credentials = {
+            "admin_user": "admin",
+            "admin_password": password,
+            "api_key": api_key,
+            "join_key": join_key,
+        }
         write_private(path, json.dumps(credentials, indent=2) + "\n")
         self.first_run = True
         return credentials
@@ -47,23 +55,29 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         config = settings.ARIACLUSTER
         if config.database.type == "memory":
-            raise CommandError("runcluster starts separate processes; an in-memory database "
-                               "cannot be shared. Use sqlite (the default) or postgresql.")
+            raise CommandError(
+                "runcluster starts separate processes; an in-memory database "
+                "cannot be shared. Use sqlite (the default) or postgresql."
+            )
         call_command("migrate", verbosity=0, interactive=False)
         self.first_run = False
         data_dir = Path(settings.DATA_DIR)
         credentials = self._credentials(data_dir / "local-credentials.json")
         root = Path(settings.BASE_DIR)
         cluster = LocalCluster(
-            data_dir=data_dir, download_root=root / "downloads", host="127.0.0.1",
-            port=config.port, existing_config=Path(config.source) if config.source else None,
+            data_dir=data_dir,
+            download_root=root / "downloads",
+            host="127.0.0.1",
+            port=config.port,
+            existing_config=Path(config.source) if config.source else None,
         )
         self.stdout.write(f"Starting the dispatcher on {cluster.url} ...")
         cluster.start_dispatcher()
         for index in range(1, options["workers"] + 1):
             name = f"worker{index}"
-            path = cluster.write_agent_config(name, credentials["join_key"],
-                                              max_tasks=options["max_tasks"])
+            path = cluster.write_agent_config(
+                name, credentials["join_key"], max_tasks=options["max_tasks"]
+            )
             cluster.start_agent(name, path)
         self._banner(cluster, credentials, options["workers"])
         try:
@@ -100,7 +114,7 @@ class Command(BaseCommand):
             "Try:",
             f'  curl -H "X-API-Key: $KEY" {cluster.url}/api/status',
             f"  curl -H \"X-API-Key: $KEY\" -H 'Content-Type: application/json' "
-            f"-d '{{\"url\": \"https://example.com/file.iso\"}}' {cluster.url}/api/tasks",
+            f'-d \'{{"url": "https://example.com/file.iso"}}\' {cluster.url}/api/tasks',
             "",
         ]
         self.stdout.write("\n".join(lines))

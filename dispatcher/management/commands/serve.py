@@ -43,13 +43,19 @@ class Command(BaseCommand):
         host = options["host"] or config.host
         port = options["port"] or config.port
         if config.database.type == "memory":
-            logger.warning("database.type is 'memory': every task is lost when this process "
-                           "stops. Use sqlite or postgresql to keep them.")
+            logger.warning(
+                "database.type is 'memory': every task is lost when this process "
+                "stops. Use sqlite or postgresql to keep them."
+            )
             call_command("migrate", verbosity=0, interactive=False)
         if not config.security.api_key_required:
             logger.warning("=" * 70)
-            logger.warning("security.api_key_required is false: ANYONE who can reach %s:%s "
-                           "can read and change every task.", host, port)
+            logger.warning(
+                "security.api_key_required is false: ANYONE who can reach %s:%s "
+                "can read and change every task.",
+                host,
+                port,
+            )
             logger.warning("=" * 70)
         if host not in ("127.0.0.1", "localhost", "::1"):
             logger.warning("listening on %s: reachable from other machines", host)
@@ -57,8 +63,12 @@ class Command(BaseCommand):
         from ariacluster.asgi import application
 
         access_log = None if options["no_access_log"] else RedactingAccessLog(sys.stdout)
-        logger.info("dispatcher listening on http://%s:%s/ (config: %s)", host, port,
-                    config.source or "defaults")
+        logger.info(
+            "dispatcher listening on http://%s:%s/ (config: %s)",
+            host,
+            port,
+            config.source or "defaults",
+        )
         Server(
             application=application,
             endpoints=build_endpoint_description_strings(host=host, port=port),
