@@ -26,7 +26,7 @@ from tests.support.e2e import running_cluster
 
 def _ms(values: list[float]) -> str:
     ordered = sorted(values)
-    p90 = ordered[min(len(ordered) - 1, int(round(0.9 * (len(ordered) - 1))))]
+    p90 = ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
     return (
         f"median {statistics.median(ordered) * 1000:.1f} ms, p90 {p90 * 1000:.1f} ms, "
         f"max {ordered[-1] * 1000:.1f} ms"
