@@ -144,6 +144,7 @@ class LocalCluster:
         dispatcher_url: str | None = None,
         capabilities: dict[str, Any] | None = None,
         heartbeat_interval: float = 2.0,
+        aria2: dict[str, Any] | None = None,
     ) -> Path:
         config = {
             "dispatcher": {
@@ -156,6 +157,7 @@ class LocalCluster:
                 "port": 0,
                 "download_dir": str(self.download_root / name),
                 "global_options": {},
+                **(aria2 or {}),
             },
             "worker": {
                 "name": name,

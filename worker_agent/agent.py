@@ -47,6 +47,8 @@ from worker_agent.supervisor import Aria2Supervisor
 log = logging.getLogger(__name__)
 
 ACTIVE_POLL = 0.3
+# Fence (pause everything) at this fraction of the lease: before the dispatcher re-places work.
+FENCE_FRACTION = 0.8
 IDLE_POLL = 2.0
 _STOP = {"type": "_stop"}
 
@@ -242,14 +244,16 @@ class Agent:
             log.warning("heartbeat failed: %s", exc)
             self.next_heartbeat = now + min(self.heartbeat_interval, 2.0)
             return
-        self.last_heartbeat_ok = time.monotonic()
+        # Count from when the request left, never later than the dispatcher's own record of it,
+        # so the agent fences itself before the dispatcher can expire the lease.
+        self.last_heartbeat_ok = now
         if self.fenced:
             log.info("heartbeat succeeded: leases renewed, resuming what the dispatcher lists")
         self.fenced = False
         self._resync(self._parse_assignments(answer.get("tasks", [])))
 
     def _check_fence(self, now: float) -> None:
-        if self.fenced or now - self.last_heartbeat_ok <= self.heartbeat_timeout:
+        if self.fenced or now - self.last_heartbeat_ok <= FENCE_FRACTION * self.heartbeat_timeout:
             return
         log.warning("no heartbeat for %.0f s: pausing every download", self.heartbeat_timeout)
         self.fenced = True
