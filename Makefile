@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: install run test test-sqlite test-postgres lint typecheck migrations-check bench ci clean
+.PHONY: install run test test-sqlite test-postgres lint typecheck migrations-check schema-check bench ci clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,7 @@ run: $(STAMP)
 	$(PY) manage.py runcluster
 
 ## The whole suite: lint, types, migrations check, tests on SQLite, then PostgreSQL + Redis.
-test: $(STAMP) lint typecheck migrations-check test-sqlite test-postgres
+test: $(STAMP) lint typecheck migrations-check schema-check test-sqlite test-postgres
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -32,6 +32,10 @@ typecheck: $(STAMP)
 
 migrations-check: $(STAMP)
 	$(PY) manage.py makemigrations --check --dry-run
+
+## The OpenAPI schema must generate without a single warning.
+schema-check: $(STAMP)
+	$(PY) manage.py spectacular --validate --fail-on-warn --file /dev/null
 
 test-sqlite: $(STAMP)
 	env -u DATABASE_URL -u REDIS_URL $(VENV)/bin/pytest -q

@@ -74,8 +74,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             text = "; ".join(messages) if isinstance(messages, list) else str(messages)
             response.data = error_body(text, {"non_field_errors": messages})
     else:
-        detail = getattr(exc, "detail", None)
-        response.data = error_body(str(detail) if detail is not None else str(exc))
+        reason = getattr(exc, "detail", None)
+        response.data = error_body(str(reason) if reason is not None else str(exc))
     return response
 
 

@@ -76,6 +76,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_htmx",
     "template_partials",
     "channels",
@@ -187,7 +188,9 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = True
 
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
 DATA_UPLOAD_MAX_MEMORY_SIZE = ARIACLUSTER.security.max_request_bytes
 FILE_UPLOAD_MAX_MEMORY_SIZE = ARIACLUSTER.security.max_request_bytes
 
@@ -209,6 +212,11 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Queue downloads on a cluster of aria2c workers.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI from our own static files, never a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "PREPROCESSING_HOOKS": ["ariacluster.schema.documented_paths_only"],
 }
 
 LOGGING = {

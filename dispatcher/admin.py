@@ -17,7 +17,7 @@ class TaskEventInline(admin.TabularInline):
     model = TaskEvent
     extra = 0
     can_delete = False
-    fields = ["created_at", "kind", "worker_name", "epoch", "message"]
+    fields = ("created_at", "kind", "worker_name", "epoch", "message")
     readonly_fields = fields
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:

@@ -11,6 +11,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -55,6 +56,11 @@ class ProgressItem:
     upload_speed: int
     connections: int
     gid: str
+    phase: str = ""
+    seeding: bool = False
+    uploaded_length: int = 0
+    # None: unchanged since the agent's last report (it sends the list only when it changes).
+    files: list[dict[str, Any]] | None = None
 
 
 def _after_commit_refresh(task_ids: list[int], *, place: bool) -> None:
@@ -124,7 +130,25 @@ PROGRESS_FIELDS = [
     "status",
     "started_at",
     "updated_at",
+    "phase",
+    "seeding",
+    "uploaded_length",
+    "files",
 ]
+
+
+def _seeding_progress(task: Task, worker: Worker, item: ProgressItem, now: datetime) -> bool:
+    """A completed task still seeding on its worker: record upload figures only."""
+    if task.status != TaskStatus.COMPLETED or task.worker_id != worker.pk:
+        return False
+    if task.epoch != item.epoch:
+        return False
+    task.seeding = item.seeding
+    task.phase = "seeding" if item.seeding else ""
+    task.upload_speed = max(0, item.upload_speed) if item.seeding else 0
+    task.uploaded_length = max(task.uploaded_length, item.uploaded_length)
+    task.updated_at = now
+    return True
 
 
 def task_report_progress(*, worker: Worker, items: list[ProgressItem]) -> list[int]:
@@ -139,6 +163,9 @@ def task_report_progress(*, worker: Worker, items: list[ProgressItem]) -> list[i
         changed: list[Task] = []
         for task_id, item in wanted.items():
             task = tasks.get(task_id)
+            if task is not None and _seeding_progress(task, worker, item, now):
+                changed.append(task)
+                continue
             if (
                 task is None
                 or task.worker_id != worker.pk
@@ -154,6 +181,11 @@ def task_report_progress(*, worker: Worker, items: list[ProgressItem]) -> list[i
             task.connections = max(0, item.connections)
             if item.gid:
                 task.gid = item.gid
+            task.phase = item.phase[:32]
+            task.seeding = False
+            task.uploaded_length = max(task.uploaded_length, item.uploaded_length)
+            if item.files is not None:
+                task.files = item.files
             if task.status == TaskStatus.QUEUED and item.status == "active":
                 task.status = TaskStatus.DOWNLOADING
                 task.started_at = task.started_at or now
@@ -166,9 +198,19 @@ def task_report_progress(*, worker: Worker, items: list[ProgressItem]) -> list[i
 
 
 def task_report_completed(
-    *, worker: Worker, task_id: int, epoch: int, files: list[dict[str, Any]]
+    *,
+    worker: Worker,
+    task_id: int,
+    epoch: int,
+    files: list[dict[str, Any]],
+    seeding: bool = False,
 ) -> Task:
-    """Accept the finished download exactly once; a repeat for the same lease is a no-op."""
+    """Accept the finished download exactly once; a repeat for the same lease is a no-op.
+
+    With `seeding` the data is complete and the worker keeps uploading (BitTorrent
+    `seed-time`/`seed-ratio`): the task is `completed` with `seeding` set until a progress
+    report says seeding stopped.
+    """
     now = timezone.now()
     with transaction.atomic():
         task = Task.objects.select_for_update().filter(pk=task_id).first()
@@ -183,6 +225,12 @@ def task_report_completed(
         size = sum(int(f["size"]) for f in files)
         task.status = TaskStatus.COMPLETED
         task.result = files
+        task.seeding = seeding
+        task.phase = "seeding" if seeding else ""
+        task.files = [
+            {**f, "completed": f.get("size", 0)} if f.get("selected", True) else f
+            for f in task.files or []
+        ]
         task.total_length = max(task.total_length, size)
         task.completed_length = task.total_length
         task.download_speed = 0
@@ -319,8 +367,7 @@ def lease_expire_stale(*, now: datetime | None = None) -> list[int]:
                 updated_at=now,
             )
             expired.append(worker.pk)
-            ids = [t.pk for t in held]
-            transaction.on_commit(lambda ids=ids: broadcast.broadcast_task_updated(ids))
+            transaction.on_commit(partial(broadcast.broadcast_task_updated, [t.pk for t in held]))
     if expired:
         logger.warning("workers %s went silent; their tasks were returned to the queue", expired)
         broadcast.broadcast_worker_updated(expired)
