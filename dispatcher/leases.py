@@ -8,10 +8,10 @@ Completion is accepted exactly once; repeating it for the same lease answers suc
 from __future__ import annotations
 
 import logging
+from functools import partial
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -56,11 +56,6 @@ class ProgressItem:
     upload_speed: int
     connections: int
     gid: str
-    phase: str = ""
-    seeding: bool = False
-    uploaded_length: int = 0
-    # None: unchanged since the agent's last report (it sends the list only when it changes).
-    files: list[dict[str, Any]] | None = None
 
 
 def _after_commit_refresh(task_ids: list[int], *, place: bool) -> None:
@@ -130,25 +125,7 @@ PROGRESS_FIELDS = [
     "status",
     "started_at",
     "updated_at",
-    "phase",
-    "seeding",
-    "uploaded_length",
-    "files",
 ]
-
-
-def _seeding_progress(task: Task, worker: Worker, item: ProgressItem, now: datetime) -> bool:
-    """A completed task still seeding on its worker: record upload figures only."""
-    if task.status != TaskStatus.COMPLETED or task.worker_id != worker.pk:
-        return False
-    if task.epoch != item.epoch:
-        return False
-    task.seeding = item.seeding
-    task.phase = "seeding" if item.seeding else ""
-    task.upload_speed = max(0, item.upload_speed) if item.seeding else 0
-    task.uploaded_length = max(task.uploaded_length, item.uploaded_length)
-    task.updated_at = now
-    return True
 
 
 def task_report_progress(*, worker: Worker, items: list[ProgressItem]) -> list[int]:
@@ -163,9 +140,6 @@ def task_report_progress(*, worker: Worker, items: list[ProgressItem]) -> list[i
         changed: list[Task] = []
         for task_id, item in wanted.items():
             task = tasks.get(task_id)
-            if task is not None and _seeding_progress(task, worker, item, now):
-                changed.append(task)
-                continue
             if (
                 task is None
                 or task.worker_id != worker.pk
@@ -181,11 +155,6 @@ def task_report_progress(*, worker: Worker, items: list[ProgressItem]) -> list[i
             task.connections = max(0, item.connections)
             if item.gid:
                 task.gid = item.gid
-            task.phase = item.phase[:32]
-            task.seeding = False
-            task.uploaded_length = max(task.uploaded_length, item.uploaded_length)
-            if item.files is not None:
-                task.files = item.files
             if task.status == TaskStatus.QUEUED and item.status == "active":
                 task.status = TaskStatus.DOWNLOADING
                 task.started_at = task.started_at or now
@@ -198,19 +167,9 @@ def task_report_progress(*, worker: Worker, items: list[ProgressItem]) -> list[i
 
 
 def task_report_completed(
-    *,
-    worker: Worker,
-    task_id: int,
-    epoch: int,
-    files: list[dict[str, Any]],
-    seeding: bool = False,
+    *, worker: Worker, task_id: int, epoch: int, files: list[dict[str, Any]]
 ) -> Task:
-    """Accept the finished download exactly once; a repeat for the same lease is a no-op.
-
-    With `seeding` the data is complete and the worker keeps uploading (BitTorrent
-    `seed-time`/`seed-ratio`): the task is `completed` with `seeding` set until a progress
-    report says seeding stopped.
-    """
+    """Accept the finished download exactly once; a repeat for the same lease is a no-op."""
     now = timezone.now()
     with transaction.atomic():
         task = Task.objects.select_for_update().filter(pk=task_id).first()
@@ -225,12 +184,6 @@ def task_report_completed(
         size = sum(int(f["size"]) for f in files)
         task.status = TaskStatus.COMPLETED
         task.result = files
-        task.seeding = seeding
-        task.phase = "seeding" if seeding else ""
-        task.files = [
-            {**f, "completed": f.get("size", 0)} if f.get("selected", True) else f
-            for f in task.files or []
-        ]
         task.total_length = max(task.total_length, size)
         task.completed_length = task.total_length
         task.download_speed = 0
