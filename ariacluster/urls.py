@@ -19,8 +19,6 @@ v1 = [
     path("api/v1/tasks/batch/", task_api.task_batch, name="api-tasks-batch"),
     path("api/v1/tasks/<int:task_id>/", task_api.task_detail, name="api-task"),
     path("api/v1/tasks/<int:task_id>/events/", task_api.task_events, name="api-task-events"),
-    path("api/v1/tasks/<int:task_id>/options/", task_api.task_options, name="api-task-options"),
-    path("api/v1/tasks/<int:task_id>/files/", task_api.task_files, name="api-task-files"),
     re_path(
         r"^api/v1/tasks/(?P<task_id>\d+)/(?P<action>cancel|pause|resume|retry|priority)/$",
         task_api.task_action,
