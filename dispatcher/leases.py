@@ -8,10 +8,10 @@ Completion is accepted exactly once; repeating it for the same lease answers suc
 from __future__ import annotations
 
 import logging
-from functools import partial
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from django.conf import settings
