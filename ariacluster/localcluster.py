@@ -132,7 +132,7 @@ class LocalCluster:
             stderr=subprocess.STDOUT if log else None,
         )
         self.dispatchers.append(process)
-        wait_for_http(f"http://{self.host}:{port}/api/v1/status/", process, wait)
+        wait_for_http(f"http://{self.host}:{port}/healthz", process, wait)
         return process
 
     def write_agent_config(

@@ -7,6 +7,7 @@ from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 import ariacluster.schema  # noqa: F401 - registers the OpenAPI authentication extensions
+from ariacluster.health import healthz
 from dispatcher.api import views as task_api
 from workers_app import agent_api
 from workers_app import api as worker_api
@@ -55,6 +56,7 @@ agent = [
 ]
 
 urlpatterns = [
+    path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     *v1,
     *legacy,

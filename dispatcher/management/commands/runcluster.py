@@ -111,7 +111,11 @@ class Command(BaseCommand):
             lines.append("  Login and API key: data/local-credentials.json")
         lines += [
             "",
-            "Try:",
+            "Try (KEY is the API key above):",
+            f"  KEY={key}"
+            if self.first_run
+            else "  KEY=$(python3 -c 'import json; print(json."
+            'load(open("data/local-credentials.json"))["api_key"])\')',
             f'  curl -H "X-API-Key: $KEY" {cluster.url}/api/status',
             f"  curl -H \"X-API-Key: $KEY\" -H 'Content-Type: application/json' "
             f'-d \'{{"url": "https://example.com/file.iso"}}\' {cluster.url}/api/tasks',
