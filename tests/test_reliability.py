@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from tests.support.e2e import Cluster, dump_logs, running_cluster
+from tests.support.procs import alive, aria2c_of
 
 pytestmark = pytest.mark.e2e
 
@@ -24,37 +25,10 @@ LEASE = 5.0
 FAILOVER_BOUND = LEASE + 4.0
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # The command name may hold spaces; the parent pid follows the closing parenthesis.
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            found.append(int(entry.name))
-    return found
-
-
 def _aria2c_of(agent_pid: int) -> int:
-    for pid in _children(agent_pid):
-        try:
-            if b"aria2c" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                return pid
-        except OSError:
-            continue
-    raise AssertionError(f"agent {agent_pid} has no aria2c child")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+    pid = aria2c_of(agent_pid)
+    assert pid is not None, f"agent {agent_pid} has no aria2c child"
+    return pid
 
 
 def _events(cluster: Cluster, task_id: int) -> list[dict[str, Any]]:
@@ -98,9 +72,9 @@ def test_killed_agent_loses_its_lease_and_the_task_completes_once_elsewhere(
 
         # aria2c was started with --stop-with-process: it must not go on downloading alone.
         deadline = time.monotonic() + 5
-        while _alive(aria2c) and time.monotonic() < deadline:
+        while alive(aria2c) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert not _alive(aria2c), "aria2c outlived its killed agent"
+        assert not alive(aria2c), "aria2c outlived its killed agent"
 
         moved = cluster.api.wait_for(
             task["id"],
