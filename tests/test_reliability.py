@@ -18,6 +18,7 @@ import pytest
 
 from tests.support.e2e import Cluster, dump_logs, running_cluster
 from tests.support.procs import alive, aria2c_of
+from worker_agent.supervisor import find_aria2c
 
 pytestmark = pytest.mark.e2e
 
@@ -163,7 +164,7 @@ def test_restarted_agent_reconciles_with_a_running_aria2c_without_duplicates(
     session.touch()
     aria2c = subprocess.Popen(
         [
-            "aria2c",
+            str(find_aria2c(None)),
             "--enable-rpc",
             "--rpc-listen-all=false",
             f"--rpc-listen-port={port}",
