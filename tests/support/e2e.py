@@ -147,12 +147,13 @@ def running_cluster(
     workers: int = 2,
     config: dict[str, Any] | None = None,
     agent_options: dict[str, dict[str, Any]] | None = None,
+    env: dict[str, str] | None = None,
 ) -> Iterator[Cluster]:
     """Start a dispatcher, `workers` agents (w1, w2, ...) and a source server; stop them after."""
     merged = json.loads(json.dumps(FAST_CONFIG))
     for key, value in (config or {}).items():
         merged[key] = {**merged.get(key, {}), **value} if isinstance(value, dict) else value
-    env = {k: os.environ[k] for k in ("REDIS_URL",) if os.environ.get(k)}
+    env = {**{k: os.environ[k] for k in ("REDIS_URL",) if os.environ.get(k)}, **(env or {})}
     (base / "files").mkdir(parents=True, exist_ok=True)
     with _database(env) as env, RangeServer(base / "files") as server:
         local = LocalCluster(
