@@ -34,6 +34,9 @@ class TaskAssignmentConfig:
     strategy: str = "least_loaded"
     max_retries: int = 3
     retry_delay: float = 300.0
+    # Upper bounds for what a task may ask with the seed-time (minutes) / seed-ratio options.
+    max_seed_time: float = 60.0
+    max_seed_ratio: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,7 @@ class SecurityConfig:
     api_keys: tuple[str, ...] = ()
     join_keys: tuple[str, ...] = ()
     max_request_bytes: int = 10 * 1024 * 1024
+    max_upload_bytes: int = 10 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -127,7 +131,11 @@ def parse_config(raw: Any, *, source: str = "") -> DispatcherConfig:
     if db_type == "postgresql" and not database.url and not os.environ.get("DATABASE_URL"):
         raise ConfigError("database.url: required when database.type is 'postgresql'")
 
-    ta = _section(raw, "task_assignment", {"strategy", "max_retries", "retry_delay"})
+    ta = _section(
+        raw,
+        "task_assignment",
+        {"strategy", "max_retries", "retry_delay", "max_seed_time", "max_seed_ratio"},
+    )
     strategy = _expect(ta.get("strategy", "least_loaded"), str, "task_assignment.strategy")
     if strategy not in STRATEGIES:
         raise ConfigError(
@@ -141,6 +149,16 @@ def parse_config(raw: Any, *, source: str = "") -> DispatcherConfig:
         max_retries=max_retries,
         retry_delay=_positive(
             ta.get("retry_delay", 300), "task_assignment.retry_delay", allow_zero=True
+        ),
+        max_seed_time=_positive(
+            ta.get("max_seed_time", TaskAssignmentConfig.max_seed_time),
+            "task_assignment.max_seed_time",
+            allow_zero=True,
+        ),
+        max_seed_ratio=_positive(
+            ta.get("max_seed_ratio", TaskAssignmentConfig.max_seed_ratio),
+            "task_assignment.max_seed_ratio",
+            allow_zero=True,
         ),
     )
 
@@ -168,7 +186,9 @@ def parse_config(raw: Any, *, source: str = "") -> DispatcherConfig:
     )
 
     sec = _section(
-        raw, "security", {"api_key_required", "api_keys", "join_keys", "max_request_bytes"}
+        raw,
+        "security",
+        {"api_key_required", "api_keys", "join_keys", "max_request_bytes", "max_upload_bytes"},
     )
     keys: list[str] = []
     for name in ("api_keys", "join_keys"):
@@ -185,6 +205,13 @@ def parse_config(raw: Any, *, source: str = "") -> DispatcherConfig:
     )
     if max_bytes < 1024:
         raise ConfigError(f"security.max_request_bytes: must be >= 1024, got {max_bytes}")
+    max_upload = _expect(
+        sec.get("max_upload_bytes", SecurityConfig.max_upload_bytes),
+        int,
+        "security.max_upload_bytes",
+    )
+    if max_upload < 1024:
+        raise ConfigError(f"security.max_upload_bytes: must be >= 1024, got {max_upload}")
     security = SecurityConfig(
         api_key_required=_expect(
             sec.get("api_key_required", True), bool, "security.api_key_required"
@@ -192,6 +219,7 @@ def parse_config(raw: Any, *, source: str = "") -> DispatcherConfig:
         api_keys=tuple(sec.get("api_keys", [])),
         join_keys=tuple(sec.get("join_keys", [])),
         max_request_bytes=max_bytes,
+        max_upload_bytes=max_upload,
     )
 
     return DispatcherConfig(

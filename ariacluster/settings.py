@@ -61,6 +61,12 @@ def _secret_key() -> str:
     return key
 
 
+# The production profile: HTTPS-only cookies and redirects, HSTS, and a SECRET_KEY that must come
+# from the environment. `manage.py check --deploy` is clean with it (see docs/operations.md).
+PRODUCTION = envbool("ARIACLUSTER_PRODUCTION", False)
+if PRODUCTION and not os.environ.get("SECRET_KEY"):
+    sys.stderr.write("ariacluster: ARIACLUSTER_PRODUCTION needs SECRET_KEY in the environment\n")
+    raise SystemExit(2)
 SECRET_KEY = _secret_key()
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
@@ -87,6 +93,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "ariacluster.http.RequestSizeLimitMiddleware",
+    "ariacluster.http.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -231,3 +238,21 @@ LOGGING = {
 # Maintenance loop (lease expiry, retries, placement sweep) runs inside each ASGI process.
 MAINTENANCE_INTERVAL = float(os.environ.get("ARIACLUSTER_MAINTENANCE_INTERVAL", "1.0"))
 MAINTENANCE_ENABLED = envbool("ARIACLUSTER_MAINTENANCE", True)
+
+if PRODUCTION:
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    # Behind a TLS-terminating proxy: trust its X-Forwarded-Proto and let it redirect.
+    if envbool("ARIACLUSTER_BEHIND_PROXY", True):
+        SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = envbool("ARIACLUSTER_SSL_REDIRECT", True)
+    SECURE_HSTS_SECONDS = int(os.environ.get("ARIACLUSTER_HSTS_SECONDS", "31536000"))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("ARIACLUSTER_HSTS_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = envbool("ARIACLUSTER_HSTS_PRELOAD", False)
+    if not SECURE_HSTS_PRELOAD:
+        # Preloading is a one-way commitment for the whole domain: the operator opts in.
+        SILENCED_SYSTEM_CHECKS = ["security.W021"]
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"

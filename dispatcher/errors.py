@@ -40,7 +40,7 @@ DESCRIPTIONS = {
     29: "server overloaded or in maintenance",
     30: "could not parse JSON-RPC request",
     31: "removed",
-    32: "checksum validation failed",
+    32: "checksum mismatch",
 }
 
 

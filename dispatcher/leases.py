@@ -56,6 +56,11 @@ class ProgressItem:
     upload_speed: int
     connections: int
     gid: str
+    phase: str = ""
+    seeding: bool = False
+    uploaded_length: int = 0
+    # None: unchanged since the agent's last report (it sends the list only when it changes).
+    files: list[dict[str, Any]] | None = None
 
 
 def _after_commit_refresh(task_ids: list[int], *, place: bool) -> None:
@@ -125,7 +130,48 @@ PROGRESS_FIELDS = [
     "status",
     "started_at",
     "updated_at",
+    "phase",
+    "seeding",
+    "uploaded_length",
+    "files",
 ]
+
+
+def merge_file_states(
+    known: list[dict[str, Any]], reported: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The task's file list updated by an agent's report, matched by path.
+
+    Known files (from the upload, or the first report) keep their index and order: an uploaded
+    Metalink's files are separate aria2 downloads whose own numbering says nothing, and files
+    left out by a selection may not be reported at all. New paths are appended.
+    """
+    by_path = {str(f.get("path")): f for f in reported}
+    if not known or not by_path.keys() & {str(f.get("path")) for f in known}:
+        # Nothing in common (e.g. a name aria2 learnt only later): the report replaces it.
+        return reported
+    merged = []
+    for file in known:
+        update = by_path.pop(str(file.get("path")), None)
+        if update is None:
+            merged.append(file)
+        else:
+            merged.append({**update, "index": file.get("index", update.get("index"))})
+    return merged + list(by_path.values())
+
+
+def _seeding_progress(task: Task, worker: Worker, item: ProgressItem, now: datetime) -> bool:
+    """A completed task still seeding on its worker: record upload figures only."""
+    if task.status != TaskStatus.COMPLETED or task.worker_id != worker.pk:
+        return False
+    if task.epoch != item.epoch:
+        return False
+    task.seeding = item.seeding
+    task.phase = "seeding" if item.seeding else ""
+    task.upload_speed = max(0, item.upload_speed) if item.seeding else 0
+    task.uploaded_length = max(task.uploaded_length, item.uploaded_length)
+    task.updated_at = now
+    return True
 
 
 def task_report_progress(*, worker: Worker, items: list[ProgressItem]) -> list[int]:
@@ -140,6 +186,9 @@ def task_report_progress(*, worker: Worker, items: list[ProgressItem]) -> list[i
         changed: list[Task] = []
         for task_id, item in wanted.items():
             task = tasks.get(task_id)
+            if task is not None and _seeding_progress(task, worker, item, now):
+                changed.append(task)
+                continue
             if (
                 task is None
                 or task.worker_id != worker.pk
@@ -155,6 +204,11 @@ def task_report_progress(*, worker: Worker, items: list[ProgressItem]) -> list[i
             task.connections = max(0, item.connections)
             if item.gid:
                 task.gid = item.gid
+            task.phase = item.phase[:32]
+            task.seeding = False
+            task.uploaded_length = max(task.uploaded_length, item.uploaded_length)
+            if item.files is not None:
+                task.files = merge_file_states(task.files or [], item.files)
             if task.status == TaskStatus.QUEUED and item.status == "active":
                 task.status = TaskStatus.DOWNLOADING
                 task.started_at = task.started_at or now
@@ -167,9 +221,19 @@ def task_report_progress(*, worker: Worker, items: list[ProgressItem]) -> list[i
 
 
 def task_report_completed(
-    *, worker: Worker, task_id: int, epoch: int, files: list[dict[str, Any]]
+    *,
+    worker: Worker,
+    task_id: int,
+    epoch: int,
+    files: list[dict[str, Any]],
+    seeding: bool = False,
 ) -> Task:
-    """Accept the finished download exactly once; a repeat for the same lease is a no-op."""
+    """Accept the finished download exactly once; a repeat for the same lease is a no-op.
+
+    With `seeding` the data is complete and the worker keeps uploading (BitTorrent
+    `seed-time`/`seed-ratio`): the task is `completed` with `seeding` set until a progress
+    report says seeding stopped.
+    """
     now = timezone.now()
     with transaction.atomic():
         task = Task.objects.select_for_update().filter(pk=task_id).first()
@@ -184,6 +248,12 @@ def task_report_completed(
         size = sum(int(f["size"]) for f in files)
         task.status = TaskStatus.COMPLETED
         task.result = files
+        task.seeding = seeding
+        task.phase = "seeding" if seeding else ""
+        task.files = [
+            {**f, "completed": f.get("size", 0)} if f.get("selected", True) else f
+            for f in task.files or []
+        ]
         task.total_length = max(task.total_length, size)
         task.completed_length = task.total_length
         task.download_speed = 0

@@ -16,6 +16,7 @@ from django.conf import settings
 
 from dispatcher.leases import lease_expire_stale, worker_remove_offline
 from dispatcher.placement import task_assign_pending
+from dispatcher.throughput import speed_sample_record
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +26,7 @@ def maintenance_tick() -> dict[str, int]:
     expired = lease_expire_stale()
     removed = worker_remove_offline()
     placed = task_assign_pending()
+    speed_sample_record()
     return {"expired_workers": len(expired), "removed_workers": removed, "placed": placed}
 
 

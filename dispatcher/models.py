@@ -100,6 +100,16 @@ class Task(models.Model):
     error_message = models.TextField(blank=True)
     error_class = models.CharField(max_length=16, choices=ErrorClass.choices, blank=True)
     result = models.JSONField(default=list, blank=True)
+    # Per-file state as the agent last reported it (index, path, size, completed, selected);
+    # filled from the upload at submit for torrents and Metalinks.
+    files = models.JSONField(default=list, blank=True)
+    # What the download is doing beyond its status: "fetching metadata", "awaiting selection",
+    # "seeding" (status stays `completed` while seeding).
+    phase = models.CharField(max_length=32, blank=True)
+    seeding = models.BooleanField(default=False)
+    uploaded_length = models.BigIntegerField(default=0)
+    # Stop after the file list is known until the user chooses files (POST .../files/).
+    pause_for_selection = models.BooleanField(default=False)
 
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
@@ -136,6 +146,21 @@ class Task(models.Model):
         return self.status in FINAL_STATUSES
 
 
+class TaskUpload(models.Model):
+    """The `.torrent` or Metalink document a task was submitted with, kept apart from `Task` so
+    task lists never load the bytes. Sent to the worker (base64) in the assignment."""
+
+    task = models.OneToOneField(
+        Task, on_delete=models.CASCADE, primary_key=True, related_name="upload"
+    )
+    kind = models.CharField(max_length=16, choices=TaskKind.choices)
+    content = models.BinaryField()
+    size = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.kind} upload of task {self.task_id} ({self.size} bytes)"
+
+
 class TaskEventKind(models.TextChoices):
     CREATED = "created"
     ASSIGNED = "assigned"
@@ -149,6 +174,8 @@ class TaskEventKind(models.TextChoices):
     LEASE_EXPIRED = "lease_expired"
     RELEASED = "released"
     PRIORITY = "priority"
+    OPTIONS = "options"
+    FILES = "files"
 
 
 class TaskEvent(models.Model):
@@ -212,3 +239,23 @@ class ApiKey(models.Model):
         if self.revoked_at is not None:
             return False
         return self.expires_at is None or self.expires_at > now
+
+
+class SpeedSample(models.Model):
+    """The cluster's total speed at one moment, for the dashboard's throughput chart.
+
+    One row per `bucket` (Unix time // sample interval, unique), so when several dispatcher
+    processes run the maintenance pass the first insert of a bucket wins and the others are
+    ignored. Rows older than the chart's window are pruned by the same pass.
+    """
+
+    bucket = models.BigIntegerField(unique=True)
+    at = models.DateTimeField()
+    download_speed = models.BigIntegerField(default=0)
+    upload_speed = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["bucket"]
+
+    def __str__(self) -> str:
+        return f"{self.at:%H:%M:%S} {self.download_speed} B/s"

@@ -108,11 +108,19 @@ def _locking(qs: QuerySet[Task] | QuerySet[Worker]) -> QuerySet:  # type: ignore
 
 
 def _assign_one(
-    task: Task, slots: list[_Slot], workers: list[Worker], strategy: str, now: datetime
+    task: Task,
+    slots: list[_Slot],
+    workers: list[Worker],
+    strategy: str,
+    now: datetime,
+    *,
+    record_reason: bool = True,
 ) -> bool:
     """Lease `task` to the best fitting slot; on no fit record why. True if assigned."""
     candidates = [s for s in slots if s.free > 0 and worker_fits(task, s.worker)]
     if not candidates:
+        if not record_reason:
+            return False
         reason = unplaceable_reason(task, workers)
         if task.pending_reason != reason:
             Task.objects.filter(pk=task.pk, status=TaskStatus.PENDING).update(pending_reason=reason)
@@ -145,6 +153,9 @@ def _assign_round(now: datetime) -> tuple[int, bool]:
     strategy = settings.ARIACLUSTER.task_assignment.strategy
     with transaction.atomic():
         workers = list(_locking(live_workers(now)))
+        # Workers another process holds were skipped (SKIP LOCKED): a reason computed from this
+        # partial view ("no online worker") would be wrong, and rewriting it costs a write a task.
+        sees_all = len(workers) == live_workers(now).count()
         counts = dict(
             Task.objects.filter(worker__in=workers, status__in=ACTIVE_STATUSES)
             .values_list("worker")
@@ -159,12 +170,14 @@ def _assign_round(now: datetime) -> tuple[int, bool]:
         assigned: list[tuple[Task, Worker]] = []
         considered = 0
         for page in range(MAX_PAGES):
-            if not any(s.free > 0 for s in slots) and page > 0:
+            # Page 0 is read even with no free slot, to record why tasks wait; not when another
+            # process holds workers, or locking tasks we cannot place would starve that process.
+            if not any(s.free > 0 for s in slots) and (page > 0 or not sees_all):
                 break
             tasks = list(_locking(pending)[page * ROUND_SIZE : (page + 1) * ROUND_SIZE])
             considered += len(tasks)
             for task in tasks:
-                if _assign_one(task, slots, workers, strategy, now):
+                if _assign_one(task, slots, workers, strategy, now, record_reason=sees_all):
                     assigned.append((task, task.worker))  # type: ignore[arg-type]
             if len(tasks) < ROUND_SIZE:
                 break

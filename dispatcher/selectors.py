@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from django.db.models import Count, Q, QuerySet, Sum
 
-from dispatcher.models import ACTIVE_STATUSES, LEASED_STATUSES, Task, TaskStatus
+from dispatcher.models import (
+    ACTIVE_STATUSES,
+    LEASED_STATUSES,
+    Task,
+    TaskKind,
+    TaskStatus,
+    TaskUpload,
+)
 from workers_app.models import Worker, WorkerStatus
 
 
@@ -17,14 +25,20 @@ def agent_gid(task_id: int, epoch: int) -> str:
 
 def assignment_payload(task: Task) -> dict[str, Any]:
     """What an agent needs to run a task: the `Assignment` of docs/protocol.md."""
-    return {
+    payload: dict[str, Any] = {
         "task_id": task.pk,
         "epoch": task.epoch,
         "kind": task.kind,
         "uris": list(task.uris),
         "options": dict(task.options or {}),
         "state": "pause" if task.status == TaskStatus.PAUSED else "run",
+        "pause_for_selection": task.pause_for_selection,
     }
+    if task.kind in (TaskKind.TORRENT, TaskKind.METALINK):
+        upload = TaskUpload.objects.filter(task_id=task.pk).only("content", "kind").first()
+        if upload is not None:
+            payload[upload.kind] = base64.b64encode(bytes(upload.content)).decode("ascii")
+    return payload
 
 
 def worker_assignments(worker: Worker) -> list[dict[str, Any]]:
@@ -40,8 +54,9 @@ def task_list(
     tag: str | None = None,
     kind: str | None = None,
     search: str | None = None,
+    sha256: str | None = None,
 ) -> QuerySet[Task]:
-    """Tasks, newest first, filtered; `worker` is an id or a name."""
+    """Tasks, newest first, filtered; `worker` is an id or a name; `sha256` a result file's hash."""
     qs = Task.objects.select_related("worker").order_by("-created_at", "-id")
     if status:
         qs = qs.filter(status__in=[s.strip() for s in status.split(",") if s.strip()])
@@ -56,6 +71,9 @@ def task_list(
         qs = qs.filter(tags__icontains=f'"{tag}"')
     if search:
         qs = qs.filter(Q(name__icontains=search) | Q(uris__icontains=search))
+    if sha256:
+        # Hex digests are stored lower-case inside `result`; a quoted substring is exact.
+        qs = qs.filter(result__icontains=f'"{sha256.lower()}"')
     return qs
 
 
@@ -108,3 +126,50 @@ def cluster_status() -> dict[str, Any]:
             "total": sum(w.max_tasks for w in workers if w.status == WorkerStatus.ONLINE),
         },
     }
+
+
+def tasks_visible_to(user: Any) -> QuerySet[Task]:
+    """Staff see every task; other users only the tasks they own."""
+    qs = Task.objects.all()
+    if getattr(user, "is_staff", False):
+        return qs
+    return qs.filter(owner_id=getattr(user, "pk", None))
+
+
+def task_status_counts(qs: QuerySet[Task]) -> dict[str, int]:
+    """Tasks per status in `qs`, every status present (one GROUP BY)."""
+    counts = {s.value: 0 for s in TaskStatus}
+    for status, n in qs.order_by().values_list("status").annotate(n=Count("id")):
+        counts[status] = n
+    return counts
+
+
+def tasks_recently_failed(qs: QuerySet[Task], limit: int = 5) -> list[Task]:
+    return list(
+        qs.filter(status=TaskStatus.FAILED)
+        .select_related("worker")
+        .order_by("-finished_at", "-id")[:limit]
+    )
+
+
+def workers_with_load(ids: list[int] | None = None) -> list[Worker]:
+    """Workers (all, or those in `ids`) with `slots_active`, `display_status` and
+    `current_task_ids` set, in three queries whatever their number."""
+    qs = Worker.objects.all()
+    if ids is not None:
+        qs = qs.filter(pk__in=ids)
+    workers = list(qs)
+    pks = [w.pk for w in workers]
+    used = worker_slots_used(pks)
+    held: dict[int, list[int]] = {}
+    for task_id, worker_id in (
+        Task.objects.filter(worker_id__in=pks, status__in=LEASED_STATUSES)
+        .order_by("pk")
+        .values_list("pk", "worker_id")
+    ):
+        held.setdefault(worker_id, []).append(task_id)
+    for w in workers:
+        w.slots_active = used.get(w.pk, 0)  # type: ignore[attr-defined]
+        w.display_status = worker_display_status(w, w.slots_active)  # type: ignore[attr-defined]
+        w.current_task_ids = held.get(w.pk, [])  # type: ignore[attr-defined]
+    return workers

@@ -18,14 +18,23 @@ from dispatcher import broadcast
 from dispatcher.models import (
     ACTIVE_STATUSES,
     FINAL_STATUSES,
+    LEASED_STATUSES,
     ErrorClass,
     Priority,
     Task,
     TaskEvent,
     TaskEventKind,
+    TaskKind,
     TaskStatus,
+    TaskUpload,
 )
-from dispatcher.validation import TaskInput, parse_priority, validate_task_input
+from dispatcher.validation import (
+    TASK_FIELDS,
+    TaskInput,
+    parse_priority,
+    validate_options,
+    validate_task_input,
+)
 
 
 class TaskStateError(Exception):
@@ -65,8 +74,23 @@ def _build(data: TaskInput, owner: Any) -> Task:
         priority=data.priority,
         tags=data.tags,
         name=data.name,
+        files=data.files,
+        total_length=data.total_length,
+        pause_for_selection=data.pause_for_selection,
         owner=owner if getattr(owner, "pk", None) else None,
     )
+
+
+def _upload_of(task: Task, data: TaskInput) -> TaskUpload | None:
+    if data.upload is None:
+        return None
+    return TaskUpload(task=task, kind=data.kind, content=data.upload, size=len(data.upload))
+
+
+def _created_message(data: TaskInput) -> str:
+    if data.upload is not None:
+        return f"{data.kind} upload, {len(data.files)} file(s), {len(data.uris)} web seed(s)"
+    return f"{len(data.uris)} URI(s)"
 
 
 def task_create(*, owner: Any = None, **fields: Any) -> Task:
@@ -75,8 +99,11 @@ def task_create(*, owner: Any = None, **fields: Any) -> Task:
     with transaction.atomic():
         task = _build(data, owner)
         task.save()
+        upload = _upload_of(task, data)
+        if upload is not None:
+            upload.save()
         TaskEvent.objects.create(
-            task=task, kind=TaskEventKind.CREATED, message=f"{len(task.uris)} URI(s)"
+            task=task, kind=TaskEventKind.CREATED, message=_created_message(data)
         )
         _place_after_commit([task.pk])
     return task
@@ -93,8 +120,7 @@ def task_create_batch(*, items: Sequence[dict[str, Any]], owner: Any = None) -> 
         if not isinstance(item, dict):
             errors[str(index)] = ['must be an object like {"url": ...}']
             continue
-        allowed = {"url", "uris", "options", "priority", "tags", "name"}
-        unknown = set(item) - allowed
+        unknown = set(item) - TASK_FIELDS
         if unknown:
             errors[str(index)] = [f"unknown field(s): {', '.join(sorted(unknown))}"]
             continue
@@ -111,8 +137,13 @@ def task_create_batch(*, items: Sequence[dict[str, Any]], owner: Any = None) -> 
             task.created_at = now
         # Both supported databases return the new ids from a bulk insert.
         tasks = Task.objects.bulk_create(tasks)
+        uploads = [_upload_of(t, data) for t, data in zip(tasks, cleaned, strict=True)]
+        TaskUpload.objects.bulk_create([u for u in uploads if u is not None])
         TaskEvent.objects.bulk_create(
-            TaskEvent(task=t, kind=TaskEventKind.CREATED, created_at=now) for t in tasks
+            TaskEvent(
+                task=t, kind=TaskEventKind.CREATED, created_at=now, message=_created_message(d)
+            )
+            for t, d in zip(tasks, cleaned, strict=True)
         )
         _place_after_commit([t.pk for t in tasks])
     return tasks
@@ -202,6 +233,8 @@ def task_retry(*, task: Task) -> Task:
             t.result = []
             t.completed_length = 0
             t.finished_at = None
+            t.phase = ""
+            t.files = [{**f, "completed": 0} for f in t.files or []]
         _place_after_commit([t.pk])
         return TaskEventKind.RETRIED
 
@@ -235,3 +268,78 @@ def task_set_priority(*, task: Task, priority: Any) -> Task:
         return TaskEventKind.PRIORITY
 
     return _transition(task, list(TaskStatus), f"set priority {Priority(value).label} of", change)
+
+
+def _push_options_after_commit(task: Task) -> None:
+    """Tell the holding agent the task's new options (live change or restart, its choice)."""
+    if task.worker_id is None or task.status not in LEASED_STATUSES:
+        return
+    payload = {
+        "type": "options",
+        "task_id": task.pk,
+        "epoch": task.epoch,
+        "options": dict(task.options),
+        "pause_for_selection": task.pause_for_selection,
+    }
+    worker_id = task.worker_id
+    transaction.on_commit(lambda: broadcast.send_to_agent(worker_id, payload))
+    transaction.on_commit(lambda: broadcast.broadcast_task_updated([task.pk]))
+
+
+def task_change_options(*, task: Task, options: Any) -> Task:
+    """Merge `options` into an unfinished task's options (a null value removes one).
+
+    Speed limits apply live on the worker; any other change makes aria2 restart that download
+    on the same worker, keeping its data. Raises `ValidationError` (400) for a bad option.
+    """
+    if not isinstance(options, dict) or not options:
+        raise ValidationError({"options": ["must be a non-empty object of aria2 options"]})
+    changes = {k: v for k, v in options.items() if v is not None}
+    removed = sorted(k for k, v in options.items() if v is None)
+    validate_options(changes)
+
+    def change(t: Task) -> str:
+        merged = {k: v for k, v in (t.options or {}).items() if k not in removed}
+        merged.update(changes)
+        t.options = validate_options(merged)
+        _push_options_after_commit(t)
+        return TaskEventKind.OPTIONS
+
+    names = ", ".join(sorted([*changes, *removed]))
+    return _transition(
+        task, [s for s in TaskStatus if s not in FINAL_STATUSES], f"set {names} of", change
+    )
+
+
+def task_select_files(*, task: Task, select: Any) -> Task:
+    """Choose which files of a torrent / Metalink to download (1-based, aria2's `select-file`).
+
+    Also ends a `pause_for_selection` hold, so the download starts. Raises `ValidationError`.
+    """
+    if (
+        not isinstance(select, list)
+        or not select
+        or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 1 for i in select)
+    ):
+        raise ValidationError({"select": ["must be a non-empty list of file indexes (1-based)"]})
+    if task.kind not in (TaskKind.TORRENT, TaskKind.MAGNET, TaskKind.METALINK):
+        raise ValidationError({"select": ["only torrents, magnets and Metalinks have files"]})
+    known = {int(f.get("index", 0)) for f in task.files or []}
+    unknown = sorted(set(select) - known) if known else []
+    if unknown:
+        raise ValidationError({"select": [f"no file with index {unknown[0]}; see 'files'"]})
+    value = ",".join(str(i) for i in sorted(set(select)))
+
+    def change(t: Task) -> str:
+        t.options = validate_options({**(t.options or {}), "select-file": value})
+        t.pause_for_selection = False
+        if t.phase == "awaiting selection":
+            t.phase = ""
+        chosen = set(select)
+        t.files = [{**f, "selected": int(f.get("index", 0)) in chosen} for f in t.files or []]
+        _push_options_after_commit(t)
+        return TaskEventKind.FILES
+
+    return _transition(
+        task, [s for s in TaskStatus if s not in FINAL_STATUSES], f"select files {value} of", change
+    )

@@ -4,7 +4,7 @@ Startup: start (or attach to) aria2c, resync it with the journal while *fenced* 
 paused), register with the join key (retrying with backoff until the dispatcher answers), open the
 websocket, heartbeat at once. Then, until stopped, each turn of the loop:
 
-1. handles websocket messages (sync / assign / cancel / pause / resume) as they arrive;
+1. handles websocket messages (sync / assign / cancel / pause / resume / options) as they arrive;
 2. restarts a dead aria2c and resyncs (also when ``getSessionInfo`` shows a new session);
 3. heartbeats every ``heartbeat_interval`` and reconciles against the answer; fences (pauses
    everything) when no heartbeat has succeeded for ``heartbeat_timeout``;
@@ -40,7 +40,13 @@ from worker_agent.dispatcher_client import (
 )
 from worker_agent.downloads import Downloads, TaskView, hash_task_files
 from worker_agent.journal import Journal
-from worker_agent.reconcile import Assignment, TaskKey, add_assignment, reconcile
+from worker_agent.reconcile import (
+    Assignment,
+    TaskKey,
+    add_assignment,
+    apply_options,
+    reconcile,
+)
 from worker_agent.reports import ReportSender
 from worker_agent.supervisor import Aria2Supervisor
 
@@ -50,6 +56,8 @@ ACTIVE_POLL = 0.3
 # Fence (pause everything) at this fraction of the lease: before the dispatcher re-places work.
 FENCE_FRACTION = 0.8
 IDLE_POLL = 2.0
+# Byte counts of a task's file list are re-sent at most this often (its shape at once).
+FILES_INTERVAL = 3.0
 _STOP = {"type": "_stop"}
 
 
@@ -83,6 +91,8 @@ class Agent:
         self.next_heartbeat = self.next_poll = self.next_progress = 0.0
         self.session_id: str | None = None
         self.views: dict[int, TaskView] = {}
+        # Last file list sent per task, and when: it is sent only when it changed.
+        self.sent_files: dict[TaskKey, tuple[list[dict[str, Any]], float]] = {}
         self.hashing: dict[TaskKey, Future[list[dict[str, Any]]]] = {}
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256")
 
@@ -280,6 +290,8 @@ class Agent:
                 self._assign(Assignment.parse(message.get("task")))
             elif kind in {"cancel", "pause", "resume"}:
                 self._command(str(kind), int(message["task_id"]), int(message["epoch"]))
+            elif kind == "options":
+                self._options(message)
             elif kind != "_stop":
                 log.debug("ignoring websocket message %r", kind)
         except (ValueError, KeyError, TypeError, DispatcherRejected) as exc:
@@ -314,7 +326,15 @@ class Agent:
         if held.state == "pause":
             self.downloads.pause(members, snapshot)
         elif not self.fenced:
-            self.downloads.resume(members, snapshot)
+            self.downloads.resume(self.downloads.startable(held, members), snapshot)
+        self.next_poll = 0.0
+
+    def _options(self, message: dict[str, Any]) -> None:
+        held = self.journal.get(int(message["task_id"]))
+        if held is None or held.epoch != int(message["epoch"]) or held.phase != "added":
+            return
+        hold = message.get("pause_for_selection") is True
+        apply_options(self.downloads, held, message.get("options"), hold=hold)
         self.next_poll = 0.0
 
     # -- polling, completion, progress -------------------------------------------------------
@@ -332,14 +352,16 @@ class Agent:
             self.supervisor.note_healthy()
         self.views = {}
         for entry in self.journal.entries().values():
-            if entry.phase != "added":
+            if entry.phase not in {"added", "seeding"}:
                 continue
             view = self.downloads.view(entry, result.downloads)
             self.views[entry.task_id] = view
+            if entry.phase == "seeding":
+                continue
             if view.status in {"active", "waiting"}:
                 self.next_poll = now + ACTIVE_POLL
             if view.status == "complete" and entry.key not in self.hashing:
-                paths = self.downloads.finished_paths(view.leaves)
+                paths = self.downloads.finished_paths(view.data_leaves)
                 folder = self.downloads.task_dir(entry.task_id)
                 self.hashing[entry.key] = self.executor.submit(
                     hash_task_files, self.config.download_dir, folder, paths
@@ -365,6 +387,8 @@ class Agent:
             try:
                 entry.files = future.result()
                 entry.phase = "completed"
+                view = self.views.get(entry.task_id)
+                entry.seeding = view is not None and view.seeding
             except Exception as exc:  # noqa: BLE001 - any hashing failure fails the task
                 entry.phase, entry.error_code = "failed", None
                 entry.error_message = f"cannot verify the downloaded files: {exc}"
@@ -374,23 +398,31 @@ class Agent:
     def _send_progress(self, now: float) -> None:
         items = []
         entries = self.journal.entries()
+        files_sent: dict[TaskKey, tuple[list[dict[str, Any]], float]] = {}
         for task_id, view in self.views.items():
             entry = entries.get(task_id)
-            if entry is None or entry.phase != "added":
+            if entry is None or entry.phase not in {"added", "seeding"}:
                 continue
-            items.append(
-                {
-                    "task_id": task_id,
-                    "epoch": entry.epoch,
-                    "status": view.status,
-                    "total_length": view.total_length,
-                    "completed_length": view.completed_length,
-                    "download_speed": view.download_speed,
-                    "upload_speed": view.upload_speed,
-                    "connections": view.connections,
-                    "gid": entry.gid,
-                }
-            )
+            item: dict[str, Any] = {
+                "task_id": task_id,
+                "epoch": entry.epoch,
+                "status": view.status,
+                "total_length": view.total_length,
+                "completed_length": view.completed_length,
+                "download_speed": view.download_speed,
+                "upload_speed": view.upload_speed,
+                "connections": view.connections,
+                "gid": entry.gid,
+                "phase": view.phase,
+                "seeding": view.seeding,
+                "uploaded_length": view.uploaded_length,
+            }
+            if entry.phase == "added":
+                files = self._changed_files(entry.key, entry, view, now)
+                if files is not None:
+                    item["files"] = files
+                    files_sent[entry.key] = (files, now)
+            items.append(item)
         if not items or self.client.token is None:
             return
         self.next_progress = now + self.progress_interval
@@ -399,10 +431,37 @@ class Agent:
         except DispatcherUnavailable as exc:
             log.debug("progress not sent: %s", exc)
             return
+        held = {e.key for e in entries.values()}
+        self.sent_files = {k: v for k, v in self.sent_files.items() if k in held}
+        self.sent_files.update(files_sent)
         sent = {item["task_id"]: item["epoch"] for item in items}
+        for task_id, view in self.views.items():
+            entry = entries.get(task_id)
+            if entry is not None and entry.phase == "seeding" and not view.seeding:
+                self.downloads.forget_seeding(entry)
         for task_id in answer.get("stale", []) or []:
             entry = entries.get(task_id)
             if entry is not None and sent.get(task_id) == entry.epoch:
+                if entry.phase == "seeding":
+                    self.downloads.forget_seeding(entry)
+                    continue
                 log.info("task %s epoch %s is stale; dropping it", task_id, entry.epoch)
                 self.finished.add(entry.key)
                 self.downloads.forget(entry, delete_files=True)
+
+    def _changed_files(
+        self, key: TaskKey, entry: Any, view: TaskView, now: float
+    ) -> list[dict[str, Any]] | None:
+        """The task's file list if worth sending: its shape changed, or its byte counts did
+        and the last send is a few seconds old."""
+        if not view.data_leaves:
+            return None
+        files = self.downloads.file_states(entry, view)
+        last, when = self.sent_files.get(key, ([], 0.0))
+        if files == last:
+            return None
+        shape = [(f["index"], f["path"], f["size"], f["selected"]) for f in files]
+        last_shape = [(f["index"], f["path"], f["size"], f["selected"]) for f in last]
+        if shape == last_shape and now - when < FILES_INTERVAL:
+            return None
+        return files

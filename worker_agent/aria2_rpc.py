@@ -31,6 +31,7 @@ POLL_KEYS = [
     "belongsTo",
     "dir",
     "seeder",
+    "uploadLength",
 ]
 _LIST_LIMIT = 10000
 
@@ -132,6 +133,38 @@ class Aria2Rpc:
 
     def add_torrent(self, torrent_b64: str, uris: list[str], options: dict[str, Any]) -> str:
         return str(self.call("aria2.addTorrent", torrent_b64, uris, options, retries=0))
+
+    def add_metalink(self, metalink_b64: str, options: dict[str, Any]) -> list[str]:
+        """Add every file of a Metalink; aria2 returns one GID per file (no parent)."""
+        result = self.call("aria2.addMetalink", metalink_b64, options, retries=0)
+        return [str(gid) for gid in result]
+
+    def change_option(self, gid: str, options: dict[str, Any]) -> bool:
+        """Change per-download options; aria2 restarts an active download for non-live ones.
+
+        False when aria2 refuses (unknown or finished GID).
+        """
+        try:
+            self.call("aria2.changeOption", gid, options)
+        except Aria2Refused:
+            return False
+        return True
+
+    def get_option(self, gid: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.call("aria2.getOption", gid)
+        return result
+
+    def get_files_many(self, gids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """``aria2.getFiles`` of several GIDs in one multicall; unknown GIDs are left out."""
+        if not gids:
+            return {}
+        calls = [{"methodName": "aria2.getFiles", "params": [gid]} for gid in gids]
+        answers = self.call("system.multicall", calls)
+        result: dict[str, list[dict[str, Any]]] = {}
+        for gid, answer in zip(gids, answers, strict=False):
+            if isinstance(answer, list) and answer and isinstance(answer[0], list):
+                result[gid] = answer[0]
+        return result
 
     def tell_status(self, gid: str, keys: Iterable[str] | None = None) -> dict[str, Any] | None:
         """Status of ``gid`` or None when aria2 does not know it."""

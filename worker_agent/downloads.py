@@ -3,7 +3,12 @@
 A task owns the folder ``<download_dir>/task-<id>/`` and the root GID ``task_gid(id, epoch)``.
 Its *members* are the GIDs reachable from the root through ``followedBy`` plus any GID aria2 made
 itself (magnet/torrent children, new after an aria2c restart) whose ``dir`` is the task folder.
-A task is complete when every member without ``followedBy`` (a data leaf) is complete.
+A task is complete when every *data leaf* is complete: a member without ``followedBy`` that is
+not the metadata download of a magnet / ``.torrent`` URL / Metalink URL (the root of such a task
+only fetches the document; while it is the only leaf the task is "fetching metadata", never
+complete). A BitTorrent leaf that is ``active`` with ``seeder == "true"`` has all its data.
+An uploaded Metalink has no root at all: ``aria2.addMetalink`` returns one GID per file, kept in
+the journal entry's ``gids`` (they are also found by their ``dir``).
 """
 
 from __future__ import annotations
@@ -25,6 +30,10 @@ log = logging.getLogger(__name__)
 
 _TASK_DIR = re.compile(r"^task-([0-9]+)$")
 _STOPPED = frozenset({"complete", "error", "removed"})
+# Task kinds whose URIs point at a document aria2 follows (root GID = metadata download).
+METADATA_KINDS = frozenset({"magnet", "torrent", "metalink"})
+# Options aria2 changes on an active download without restarting it.
+LIVE_OPTIONS = frozenset({"max-download-limit", "max-upload-limit"})
 
 
 class FileOutsideTask(RuntimeError):
@@ -45,6 +54,29 @@ class TaskView:
     connections: int = 0
     error_code: int | None = None
     error_message: str = ""
+    data_leaves: list[str] = field(default_factory=list)
+    phase: str = ""
+    seeding: bool = False
+    uploaded_length: int = 0
+
+
+def has_metadata_root(entry: JournalEntry) -> bool:
+    """True when the root GID downloads a document (magnet, .torrent or Metalink URL)."""
+    return entry.kind in METADATA_KINDS and not entry.torrent and not entry.metalink
+
+
+def wants_seeding(entry: JournalEntry) -> bool:
+    """True when the task asked to seed (aria2c runs with seed-time=0 otherwise)."""
+    try:
+        return float(entry.options.get("seed-time", "0")) > 0
+    except (TypeError, ValueError):
+        return False
+
+
+def _has_all_data(item: dict[str, Any]) -> bool:
+    return item.get("status") == "complete" or (
+        item.get("status") == "active" and item.get("seeder") == "true"
+    )
 
 
 def _int(value: Any) -> int:
@@ -122,18 +154,22 @@ class Downloads:
         if not members:
             return TaskView(status="missing")
         leaves = [gid for gid in members if not downloads[gid].get("followedBy")]
+        data = [g for g in leaves if not (has_metadata_root(entry) and g == entry.gid)]
         items = [downloads[gid] for gid in members]
-        leaf_items = [downloads[gid] for gid in leaves]
+        data_items = [downloads[gid] for gid in data]
         view = TaskView(
             status="waiting",
             members=members,
             leaves=leaves,
-            total_length=sum(_int(i.get("totalLength")) for i in leaf_items),
-            completed_length=sum(_int(i.get("completedLength")) for i in leaf_items),
+            data_leaves=data,
+            total_length=sum(_int(i.get("totalLength")) for i in data_items),
+            completed_length=sum(_int(i.get("completedLength")) for i in data_items),
             download_speed=sum(_int(i.get("downloadSpeed")) for i in items),
             upload_speed=sum(_int(i.get("uploadSpeed")) for i in items),
             connections=sum(_int(i.get("connections")) for i in items),
+            uploaded_length=sum(_int(i.get("uploadLength")) for i in items),
         )
+        leaf_items = [downloads[gid] for gid in leaves]
         statuses = {str(i.get("status")) for i in leaf_items}
         errored = [i for i in leaf_items if i.get("status") == "error"]
         if errored:
@@ -144,18 +180,56 @@ class Downloads:
             view.status = "removed"
             view.error_code = 31
             view.error_message = "the download was removed from aria2 outside the agent"
-        elif statuses == {"complete"}:
+        elif data_items and all(_has_all_data(i) for i in data_items):
             view.status = "complete"
+            # With seed-time 0 (the default) aria2 shows "seeder" for a moment before it stops.
+            view.seeding = wants_seeding(entry) and any(
+                i.get("status") == "active" for i in data_items
+            )
+            view.phase = "seeding" if view.seeding else ""
         else:
             all_statuses = {str(i.get("status")) for i in items}
             for status in ("active", "waiting", "paused"):
                 if status in all_statuses:
                     view.status = status
                     break
+            if not data_items:
+                view.phase = "fetching metadata"
+            elif entry.hold and all(i.get("status") == "paused" for i in data_items):
+                view.phase = "awaiting selection"
         return view
 
+    def startable(self, entry: JournalEntry, gids: list[str]) -> list[str]:
+        """The GIDs to unpause: all but the data downloads held for a file selection."""
+        if not entry.hold:
+            return gids
+        return [g for g in gids if has_metadata_root(entry) and g == entry.gid]
+
+    def file_states(self, entry: JournalEntry, view: TaskView) -> list[dict[str, Any]]:
+        """Per-file state of the data leaves: index (``select-file``'s), path relative to the
+        task folder, size, completed bytes, selected."""
+        answers = self.rpc.get_files_many(view.data_leaves)
+        several = len(view.data_leaves) > 1
+        folder = f"{self.task_dir(entry.task_id)}/"
+        files: list[dict[str, Any]] = []
+        for gid in view.data_leaves:
+            for item in answers.get(gid, []):
+                path = str(item.get("path", ""))
+                if path.startswith("[METADATA]"):
+                    continue
+                files.append(
+                    {
+                        "index": len(files) + 1 if several else _int(item.get("index")),
+                        "path": path[len(folder) :] if path.startswith(folder) else path,
+                        "size": _int(item.get("length")),
+                        "completed": _int(item.get("completedLength")),
+                        "selected": item.get("selected") != "false",
+                    }
+                )
+        return files
+
     def add(self, entry: JournalEntry, *, paused: bool) -> None:
-        """Journal the entry, then hand it to aria2 unless aria2 already has its GID.
+        """Journal the entry, then hand it to aria2 unless aria2 already has it.
 
         Raises OSError (task folder), :class:`Aria2Refused` or ``Aria2Unavailable``; the entry
         stays journaled in phase ``adding`` so a later resync can retry.
@@ -164,11 +238,16 @@ class Downloads:
         folder.mkdir(parents=True, exist_ok=True)
         entry.phase = "adding"
         self.journal.write(entry)
-        if self.rpc.tell_status(entry.gid, ["status"]) is None:
+        if entry.metalink:
+            self._add_metalink(entry, folder, paused=paused)
+        elif self.rpc.tell_status(entry.gid, ["status"]) is None:
             options: dict[str, Any] = dict(entry.options)
             options.update({"gid": entry.gid, "dir": str(folder)})
-            if paused:
+            if paused or (entry.hold and not has_metadata_root(entry)):
                 options["pause"] = "true"
+            if entry.hold and has_metadata_root(entry):
+                # Children made from the fetched document start paused until files are chosen.
+                options["pause-metadata"] = "true"
             try:
                 if entry.torrent:
                     self.rpc.add_torrent(entry.torrent, entry.uris, options)
@@ -181,6 +260,52 @@ class Downloads:
         entry.phase = "added"
         self.journal.write(entry)
         log.info("task %s epoch %s added to aria2 as %s", entry.task_id, entry.epoch, entry.gid)
+
+    def _add_metalink(self, entry: JournalEntry, folder: Path, *, paused: bool) -> None:
+        """addMetalink unless aria2 already holds downloads in the task folder."""
+        snapshot = self.rpc.poll().downloads
+        present = [g for g, item in snapshot.items() if item.get("dir") == str(folder)]
+        if present:
+            entry.gids = sorted(set(entry.gids) | set(present))
+            return
+        options: dict[str, Any] = dict(entry.options)
+        options["dir"] = str(folder)
+        if paused or entry.hold:
+            options["pause"] = "true"
+        assert entry.metalink is not None
+        entry.gids = self.rpc.add_metalink(entry.metalink, options)
+
+    def change_options(self, entry: JournalEntry, options: dict[str, Any], *, hold: bool) -> None:
+        """Apply a task's new options (already validated) and selection hold to aria2.
+
+        Speed limits change live; any other change is set with ``aria2.changeOption``, which
+        restarts an active download keeping its data (a paused one just takes it). An uploaded
+        Metalink cannot change its file set in place: its downloads are re-added with the new
+        options into the same folder, resuming from the control files.
+        """
+        previous = dict(entry.options)
+        changed = {k: v for k, v in options.items() if previous.get(k) != v}
+        for key in set(previous) - set(options):
+            if key in LIVE_OPTIONS:
+                changed[key] = "0"
+        released = entry.hold and not hold
+        entry.options, entry.hold = dict(options), hold
+        self.journal.write(entry)
+        if not changed and not released:
+            return
+        snapshot = self.rpc.poll().downloads
+        members = self.members(entry, snapshot)
+        if entry.metalink and set(changed) - LIVE_OPTIONS:
+            self.remove_gids(members)
+            entry.gids = []
+            self.add(entry, paused=entry.state == "pause")
+            return
+        for gid in members:
+            if changed and snapshot[gid].get("status") not in _STOPPED:
+                self.rpc.change_option(gid, changed)
+        log.info("task %s options changed: %s", entry.task_id, sorted(changed))
+        if released and entry.state == "run":
+            self.resume(self.startable(entry, members), self.rpc.poll().downloads)
 
     def pause(self, gids: list[str], downloads: dict[str, dict[str, Any]]) -> None:
         for gid in gids:
@@ -222,6 +347,12 @@ class Downloads:
             entry.epoch,
             " with its files" if delete_files else "",
         )
+
+    def forget_seeding(self, entry: JournalEntry) -> None:
+        """Seeding ended: drop the results from aria2 and the journal, keep the files."""
+        self.remove_gids(self.members(entry, self.rpc.poll().downloads) or [entry.gid])
+        self.journal.remove(entry.task_id)
+        log.info("task %s stopped seeding", entry.task_id)
 
     def finished_paths(self, leaves: list[str]) -> list[str]:
         """Absolute paths of the selected, real files of the data leaves."""

@@ -7,11 +7,17 @@ journal, not aria2's session file, says what the agent holds.
 
 ``phase`` is the agent-side state machine::
 
-    adding --addUri ok--> added --all data leaves complete + hashed--> completed
-       |                    \\--aria2 error / removed elsewhere------> failed
-       +--bad options / aria2 refused----------------------------------> failed
-       +--cannot create the task folder--------------------------------> released
+    adding --add ok--> added --all data leaves complete + hashed--> completed --accepted-->
+       |                  \\--aria2 error / removed elsewhere----> failed       (deleted, or
+       +--bad options / aria2 refused----------------------------> failed        seeding --seeding
+       +--cannot create the task folder--------------------------> released      stops--> deleted)
     any phase --dropped, cancelled or 409--> entry deleted (with the task folder)
+
+``gids`` lists the GIDs ``aria2.addMetalink`` returned (one per file, no parent; the root
+``gid`` is then only the task's name for reports). ``hold`` is the task's
+``pause_for_selection``: its data downloads stay paused until files are chosen.
+``seeding``: the data is complete and BitTorrent still uploads (kept after ``completed`` is
+accepted, in phase ``seeding``, until aria2 stops seeding; the files are never deleted).
 
 ``started_reported`` records that the dispatcher accepted ``started``. ``completed``, ``failed``
 and ``released`` entries keep their report (files or error) until the dispatcher accepts it.
@@ -26,7 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-PHASES = ("adding", "added", "completed", "failed", "released")
+PHASES = ("adding", "added", "completed", "failed", "released", "seeding")
 _NAME = re.compile(r"^task-([0-9]+)\.json$")
 
 
@@ -52,6 +58,10 @@ class JournalEntry:
     error_code: int | None = None
     error_message: str = ""
     torrent: str | None = None
+    metalink: str | None = None
+    gids: list[str] = field(default_factory=list)
+    hold: bool = False
+    seeding: bool = False
 
     @property
     def key(self) -> tuple[int, int]:
@@ -76,6 +86,10 @@ class JournalEntry:
                 error_code=data.get("error_code"),
                 error_message=str(data.get("error_message", "")),
                 torrent=data.get("torrent"),
+                metalink=data.get("metalink"),
+                gids=[str(g) for g in data.get("gids", [])],
+                hold=bool(data.get("hold", False)),
+                seeding=bool(data.get("seeding", False)),
             )
         except (KeyError, TypeError) as exc:
             raise ValueError(f"malformed journal entry: {exc}") from exc

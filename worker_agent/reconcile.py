@@ -40,6 +40,8 @@ class Assignment:
     kind: str = "http"
     state: str = "run"
     torrent: str | None = None
+    metalink: str | None = None
+    pause_for_selection: bool = False
 
     @classmethod
     def parse(cls, raw: Any) -> Assignment:
@@ -59,6 +61,7 @@ class Assignment:
         if state not in {"run", "pause"}:
             raise ValueError(f"assignment state must be 'run' or 'pause', got {state!r}")
         torrent = raw.get("torrent")
+        metalink = raw.get("metalink")
         return cls(
             task_id=raw["task_id"],
             epoch=raw["epoch"],
@@ -67,6 +70,8 @@ class Assignment:
             kind=str(raw.get("kind", "http")),
             state=state,
             torrent=torrent if isinstance(torrent, str) else None,
+            metalink=metalink if isinstance(metalink, str) else None,
+            pause_for_selection=raw.get("pause_for_selection") is True,
         )
 
     @property
@@ -99,10 +104,12 @@ def add_assignment(downloads: Downloads, assignment: Assignment, *, fenced: bool
         kind=assignment.kind,
         state=assignment.state,
         torrent=assignment.torrent,
+        metalink=assignment.metalink,
+        hold=assignment.pause_for_selection,
     )
     try:
         entry.options = dict(validate_task_options(assignment.options))
-        if not entry.uris and not entry.torrent:
+        if not entry.uris and not entry.torrent and not entry.metalink:
             raise OptionError("uris", "no URI to download")
     except OptionError as exc:
         entry.phase, entry.error_message = "failed", str(exc)
@@ -124,15 +131,40 @@ def _drop_unlisted(
 ) -> None:
     for task_id, entry in downloads.journal.entries().items():
         listed = wanted.get(task_id)
+        if entry.phase == "seeding":
+            # Completed and accepted; the agent keeps it until aria2 stops seeding.
+            continue
         if listed is None:
             downloads.forget(entry, delete_files=True)
             outcome.dropped.append(task_id)
         elif listed.epoch != entry.epoch:
             downloads.forget(entry, delete_files=False)
             outcome.replaced.append(task_id)
-        elif listed.state != entry.state:
-            entry.state = listed.state
-            downloads.journal.write(entry)
+        else:
+            if listed.state != entry.state:
+                entry.state = listed.state
+                downloads.journal.write(entry)
+            if entry.phase == "added" and (
+                listed.options != entry.options or listed.pause_for_selection != entry.hold
+            ):
+                # A lost "options" push: the authoritative list carries the new options.
+                apply_options(downloads, entry, listed.options, hold=listed.pause_for_selection)
+
+
+def apply_options(downloads: Downloads, entry: JournalEntry, options: Any, *, hold: bool) -> None:
+    """Validate the dispatcher's new options for a held task again, then apply them.
+
+    Raises ``Aria2Unavailable``; a refused option or aria2 refusal is logged and skipped.
+    """
+    try:
+        clean = dict(validate_task_options(options if isinstance(options, dict) else {}))
+    except OptionError as exc:
+        log.error("task %s: new options refused: %s", entry.task_id, exc)
+        return
+    try:
+        downloads.change_options(entry, clean, hold=hold)
+    except (OSError, Aria2Refused) as exc:
+        log.error("task %s: options not applied: %s", entry.task_id, exc)
 
 
 def _remove_orphans(
@@ -196,5 +228,5 @@ def reconcile(
         if paused:
             downloads.pause(view.members, snapshot)
         else:
-            downloads.resume(view.members, snapshot)
+            downloads.resume(downloads.startable(entry, view.members), snapshot)
     return outcome

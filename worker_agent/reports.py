@@ -4,13 +4,14 @@ Owed reports, per journal entry:
 
 * ``started`` once the download is in aria2 (phase ``added``, or ``completed`` / aria2-``failed``
   before it was reported);
-* then the final one: ``completed`` (files + sha256), ``failed`` (aria2 errorCode or null) or
-  ``released``.
+* then the final one: ``completed`` (files + sha256, and whether it is still seeding),
+  ``failed`` (aria2 errorCode or null) or ``released``.
 
 After the dispatcher accepts a final report: ``completed`` keeps the files and removes the
-download results from aria2; ``failed``/``released`` also delete the task folder. A 409 (or 404)
-means the lease is gone: the download and its folder are dropped. Network trouble postpones
-everything with backoff; every report is idempotent per epoch so resending is harmless.
+download results from aria2 (while seeding, it keeps the entry in phase ``seeding`` instead);
+``failed``/``released`` also delete the task folder. A 409 (or 404) means the lease is gone:
+the download and its folder are dropped. Network trouble postpones everything with backoff;
+every report is idempotent per epoch so resending is harmless.
 """
 
 from __future__ import annotations
@@ -46,7 +47,10 @@ def owes_started(entry: JournalEntry) -> bool:
 def final_report(entry: JournalEntry) -> tuple[str, dict[str, Any]] | None:
     """The (event, body) of the final report an entry owes, if any."""
     if entry.phase == "completed":
-        return "completed", {"epoch": entry.epoch, "files": entry.files}
+        body: dict[str, Any] = {"epoch": entry.epoch, "files": entry.files}
+        if entry.seeding:
+            body["seeding"] = True
+        return "completed", body
     if entry.phase == "failed":
         return "failed", {
             "epoch": entry.epoch,
@@ -102,6 +106,11 @@ class ReportSender:
             answer = self.client.task_report(entry.task_id, event, body)
             log.info("task %s %s accepted: %s", entry.task_id, event, answer)
             self.finished.add(entry.key)
+            if event == "completed" and entry.seeding:
+                # Keep uploading (and reporting upload totals) until aria2 stops seeding.
+                entry.phase = "seeding"
+                self.downloads.journal.write(entry)
+                return
             self.downloads.forget(entry, delete_files=event != "completed")
         except StaleLease:
             log.warning("task %s epoch %s: lease lost (409); dropping it", *entry.key)

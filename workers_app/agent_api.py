@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, cast
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, serializers
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.decorators import api_view, authentication_classes, permission_classes
@@ -42,6 +44,11 @@ class WorkerTokenAuthentication(BaseAuthentication):
         return 'Bearer realm="ariacluster-agent"'
 
 
+def _worker(request: Request) -> Worker:
+    """The authenticated worker (`IsWorker` has already checked what `request.user` is)."""
+    return cast(Worker, request.user)
+
+
 class IsWorker(BasePermission):
     message = "Worker token required (Authorization: Bearer <token> from /register)."
 
@@ -49,11 +56,16 @@ class IsWorker(BasePermission):
         return isinstance(request.user, Worker)
 
 
-def agent_endpoint(func: Any) -> Any:
+def agent_endpoint(request_serializer: type[serializers.Serializer]) -> Any:
     """Stack the decorators every token-authenticated agent endpoint shares."""
-    func = permission_classes([IsWorker])(func)
-    func = authentication_classes([WorkerTokenAuthentication])(func)
-    return api_view(["POST"])(func)
+
+    def decorate(func: Any) -> Any:
+        func = permission_classes([IsWorker])(func)
+        func = authentication_classes([WorkerTokenAuthentication])(func)
+        func = api_view(["POST"])(func)
+        return extend_schema(request=request_serializer, responses=OpenApiTypes.OBJECT)(func)
+
+    return decorate
 
 
 def _valid(serializer_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:
@@ -101,6 +113,7 @@ class JoinKeyChallenge(BaseAuthentication):
         return 'X-Join-Key realm="ariacluster-agent"'
 
 
+@extend_schema(request=RegisterSerializer, responses=OpenApiTypes.OBJECT)
 @api_view(["POST"])
 @authentication_classes([JoinKeyChallenge])
 @permission_classes([AllowAny])
@@ -139,15 +152,23 @@ class HeartbeatSerializer(serializers.Serializer):
     tasks = HeldTaskSerializer(many=True, required=False, default=list)
 
 
-@agent_endpoint
+@agent_endpoint(HeartbeatSerializer)
 def heartbeat(request: Request) -> Response:
     data = _valid(HeartbeatSerializer, request.data)
     data.pop("tasks")
-    worker = services.worker_heartbeat(worker=request.user, **data)
+    worker = services.worker_heartbeat(worker=_worker(request), **data)
     return Response({"tasks": worker_assignments(worker)})
 
 
 GID_RE = r"^[0-9a-fA-F]{16}$"
+
+
+class FileStateSerializer(serializers.Serializer):
+    index = serializers.IntegerField(min_value=1)
+    path = serializers.CharField(max_length=4096, allow_blank=True)
+    size = serializers.IntegerField(min_value=0)
+    completed = serializers.IntegerField(min_value=0)
+    selected = serializers.BooleanField()
 
 
 class ProgressItemSerializer(serializers.Serializer):
@@ -160,17 +181,31 @@ class ProgressItemSerializer(serializers.Serializer):
     upload_speed = serializers.IntegerField(min_value=0, default=0)
     connections = serializers.IntegerField(min_value=0, default=0)
     gid = serializers.RegexField(GID_RE, required=False, default="")
+    phase = serializers.CharField(max_length=32, required=False, default="", allow_blank=True)
+    seeding = serializers.BooleanField(required=False, default=False)
+    uploaded_length = serializers.IntegerField(min_value=0, default=0)
+    files = serializers.ListField(
+        child=FileStateSerializer(), required=False, default=None, max_length=100000
+    )
 
 
 class ProgressSerializer(serializers.Serializer):
-    tasks = ProgressItemSerializer(many=True, max_length=10000)
+    tasks = ProgressItemSerializer(many=True, max_length=10000)  # type: ignore[call-arg]
 
 
-@agent_endpoint
+@agent_endpoint(ProgressSerializer)
 def progress(request: Request) -> Response:
     data = _valid(ProgressSerializer, request.data)
-    items = [leases.ProgressItem(**item) for item in data["tasks"]]
-    stale = leases.task_report_progress(worker=request.user, items=items)
+    items = [
+        leases.ProgressItem(
+            **{
+                **item,
+                "files": None if item["files"] is None else [dict(f) for f in item["files"]],
+            }
+        )
+        for item in data["tasks"]
+    ]
+    stale = leases.task_report_progress(worker=_worker(request), items=items)
     return Response({"stale": stale})
 
 
@@ -195,7 +230,8 @@ class ResultFileSerializer(serializers.Serializer):
 
 
 class CompletedSerializer(EpochSerializer):
-    files = ResultFileSerializer(many=True, max_length=100000)
+    files = ResultFileSerializer(many=True, max_length=100000)  # type: ignore[call-arg]
+    seeding = serializers.BooleanField(required=False, default=False)
 
 
 class FailedSerializer(EpochSerializer):
@@ -219,33 +255,37 @@ def _task_report(call: Any) -> Response:
     return Response({"task_id": task.pk, "status": task.status, "epoch": task.epoch})
 
 
-@agent_endpoint
+@agent_endpoint(StartedSerializer)
 def task_started(request: Request, task_id: int) -> Response:
     data = _valid(StartedSerializer, request.data)
     return _task_report(
         lambda: leases.task_report_started(
-            worker=request.user, task_id=task_id, epoch=data["epoch"], gid=data["gid"]
+            worker=_worker(request), task_id=task_id, epoch=data["epoch"], gid=data["gid"]
         )
     )
 
 
-@agent_endpoint
+@agent_endpoint(CompletedSerializer)
 def task_completed(request: Request, task_id: int) -> Response:
     data = _valid(CompletedSerializer, request.data)
     files = [dict(f) for f in data["files"]]
     return _task_report(
         lambda: leases.task_report_completed(
-            worker=request.user, task_id=task_id, epoch=data["epoch"], files=files
+            worker=_worker(request),
+            task_id=task_id,
+            epoch=data["epoch"],
+            files=files,
+            seeding=data["seeding"],
         )
     )
 
 
-@agent_endpoint
+@agent_endpoint(FailedSerializer)
 def task_failed(request: Request, task_id: int) -> Response:
     data = _valid(FailedSerializer, request.data)
     return _task_report(
         lambda: leases.task_report_failed(
-            worker=request.user,
+            worker=_worker(request),
             task_id=task_id,
             epoch=data["epoch"],
             error_code=data["error_code"],
@@ -254,11 +294,11 @@ def task_failed(request: Request, task_id: int) -> Response:
     )
 
 
-@agent_endpoint
+@agent_endpoint(ReleasedSerializer)
 def task_released(request: Request, task_id: int) -> Response:
     data = _valid(ReleasedSerializer, request.data)
     return _task_report(
         lambda: leases.task_report_released(
-            worker=request.user, task_id=task_id, epoch=data["epoch"], reason=data["reason"]
+            worker=_worker(request), task_id=task_id, epoch=data["epoch"], reason=data["reason"]
         )
     )

@@ -50,6 +50,11 @@ class TaskOutputSerializer(serializers.ModelSerializer):
             "error_class",
             "error_message",
             "result",
+            "files",
+            "phase",
+            "seeding",
+            "uploaded_length",
+            "pause_for_selection",
             "gid",
             "created_at",
             "updated_at",
@@ -92,6 +97,23 @@ class TaskInputSerializer(serializers.Serializer):
     priority = serializers.CharField(required=False, help_text="1-4 or low/normal/high/urgent.")
     tags = serializers.ListField(child=serializers.CharField(), required=False)
     name = serializers.CharField(required=False)
+    torrent = serializers.CharField(
+        required=False, help_text="A .torrent file, base64 (or a multipart file field)."
+    )
+    metalink = serializers.CharField(
+        required=False, help_text="A Metalink v3/v4 document, base64 (or a multipart file field)."
+    )
+    pause_for_selection = serializers.BooleanField(
+        required=False, help_text="Stop once the file list is known, until POST .../files/."
+    )
+
+
+class OptionsChangeSerializer(serializers.Serializer):
+    options = serializers.DictField(help_text="Allowlisted aria2 options; null removes one.")
+
+
+class FileSelectionSerializer(serializers.Serializer):
+    select = serializers.ListField(child=serializers.IntegerField(min_value=1))
 
 
 class BatchInputSerializer(serializers.Serializer):

@@ -7,95 +7,222 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('workers_app', '0001_initial'),
+        ("workers_app", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ApiKey',
+            name="ApiKey",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100)),
-                ('prefix', models.CharField(max_length=16, unique=True)),
-                ('key_hash', models.CharField(max_length=64)),
-                ('scope', models.CharField(choices=[('read', 'Read'), ('write', 'Write'), ('admin', 'Admin')], default='write', max_length=8)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('last_used_at', models.DateTimeField(blank=True, null=True)),
-                ('expires_at', models.DateTimeField(blank=True, null=True)),
-                ('revoked_at', models.DateTimeField(blank=True, null=True)),
-                ('user', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='api_keys', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=100)),
+                ("prefix", models.CharField(max_length=16, unique=True)),
+                ("key_hash", models.CharField(max_length=64)),
+                (
+                    "scope",
+                    models.CharField(
+                        choices=[("read", "Read"), ("write", "Write"), ("admin", "Admin")],
+                        default="write",
+                        max_length=8,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("last_used_at", models.DateTimeField(blank=True, null=True)),
+                ("expires_at", models.DateTimeField(blank=True, null=True)),
+                ("revoked_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="api_keys",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Task',
+            name="Task",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(blank=True, max_length=255)),
-                ('kind', models.CharField(choices=[('uri', 'URL / mirrors'), ('magnet', 'magnet'), ('torrent', 'torrent'), ('metalink', 'metalink')], default='uri', max_length=16)),
-                ('uris', models.JSONField(default=list)),
-                ('options', models.JSONField(blank=True, default=dict)),
-                ('priority', models.PositiveSmallIntegerField(choices=[(1, 'low'), (2, 'normal'), (3, 'high'), (4, 'urgent')], default=2)),
-                ('tags', models.JSONField(blank=True, default=list)),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('queued', 'Queued'), ('downloading', 'Downloading'), ('paused', 'Paused'), ('completed', 'Completed'), ('failed', 'Failed'), ('canceled', 'Canceled')], default='pending', max_length=16)),
-                ('pending_reason', models.CharField(blank=True, max_length=255)),
-                ('epoch', models.PositiveIntegerField(default=0)),
-                ('attempts', models.PositiveIntegerField(default=0)),
-                ('not_before', models.DateTimeField(blank=True, null=True)),
-                ('gid', models.CharField(blank=True, max_length=16)),
-                ('avoid_workers', models.JSONField(blank=True, default=list)),
-                ('total_length', models.BigIntegerField(default=0)),
-                ('completed_length', models.BigIntegerField(default=0)),
-                ('download_speed', models.BigIntegerField(default=0)),
-                ('upload_speed', models.BigIntegerField(default=0)),
-                ('connections', models.PositiveIntegerField(default=0)),
-                ('error_code', models.IntegerField(blank=True, null=True)),
-                ('error_message', models.TextField(blank=True)),
-                ('error_class', models.CharField(blank=True, choices=[('', 'none'), ('transient', 'Transient'), ('permanent', 'Permanent'), ('worker_local', 'worker-local')], max_length=16)),
-                ('result', models.JSONField(blank=True, default=list)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('assigned_at', models.DateTimeField(blank=True, null=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('owner', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='tasks', to=settings.AUTH_USER_MODEL)),
-                ('worker', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='tasks', to='workers_app.worker')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(blank=True, max_length=255)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("uri", "URL / mirrors"),
+                            ("magnet", "magnet"),
+                            ("torrent", "torrent"),
+                            ("metalink", "metalink"),
+                        ],
+                        default="uri",
+                        max_length=16,
+                    ),
+                ),
+                ("uris", models.JSONField(default=list)),
+                ("options", models.JSONField(blank=True, default=dict)),
+                (
+                    "priority",
+                    models.PositiveSmallIntegerField(
+                        choices=[(1, "low"), (2, "normal"), (3, "high"), (4, "urgent")], default=2
+                    ),
+                ),
+                ("tags", models.JSONField(blank=True, default=list)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("queued", "Queued"),
+                            ("downloading", "Downloading"),
+                            ("paused", "Paused"),
+                            ("completed", "Completed"),
+                            ("failed", "Failed"),
+                            ("canceled", "Canceled"),
+                        ],
+                        default="pending",
+                        max_length=16,
+                    ),
+                ),
+                ("pending_reason", models.CharField(blank=True, max_length=255)),
+                ("epoch", models.PositiveIntegerField(default=0)),
+                ("attempts", models.PositiveIntegerField(default=0)),
+                ("not_before", models.DateTimeField(blank=True, null=True)),
+                ("gid", models.CharField(blank=True, max_length=16)),
+                ("avoid_workers", models.JSONField(blank=True, default=list)),
+                ("total_length", models.BigIntegerField(default=0)),
+                ("completed_length", models.BigIntegerField(default=0)),
+                ("download_speed", models.BigIntegerField(default=0)),
+                ("upload_speed", models.BigIntegerField(default=0)),
+                ("connections", models.PositiveIntegerField(default=0)),
+                ("error_code", models.IntegerField(blank=True, null=True)),
+                ("error_message", models.TextField(blank=True)),
+                (
+                    "error_class",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("", "none"),
+                            ("transient", "Transient"),
+                            ("permanent", "Permanent"),
+                            ("worker_local", "worker-local"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("result", models.JSONField(blank=True, default=list)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("assigned_at", models.DateTimeField(blank=True, null=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "owner",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="tasks",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "worker",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="tasks",
+                        to="workers_app.worker",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='TaskEvent',
+            name="TaskEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('created', 'Created'), ('assigned', 'Assigned'), ('started', 'Started'), ('paused', 'Paused'), ('resumed', 'Resumed'), ('retried', 'Retried'), ('failed', 'Failed'), ('completed', 'Completed'), ('canceled', 'Canceled'), ('lease_expired', 'Lease Expired'), ('released', 'Released'), ('priority', 'Priority')], max_length=16)),
-                ('worker_name', models.CharField(blank=True, max_length=255)),
-                ('epoch', models.PositiveIntegerField(default=0)),
-                ('message', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('task', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='events', to='dispatcher.task')),
-                ('worker', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='workers_app.worker')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("created", "Created"),
+                            ("assigned", "Assigned"),
+                            ("started", "Started"),
+                            ("paused", "Paused"),
+                            ("resumed", "Resumed"),
+                            ("retried", "Retried"),
+                            ("failed", "Failed"),
+                            ("completed", "Completed"),
+                            ("canceled", "Canceled"),
+                            ("lease_expired", "Lease Expired"),
+                            ("released", "Released"),
+                            ("priority", "Priority"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("worker_name", models.CharField(blank=True, max_length=255)),
+                ("epoch", models.PositiveIntegerField(default=0)),
+                ("message", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "task",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="events",
+                        to="dispatcher.task",
+                    ),
+                ),
+                (
+                    "worker",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="workers_app.worker",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['created_at', 'id'],
+                "ordering": ["created_at", "id"],
             },
         ),
         migrations.AddIndex(
-            model_name='task',
-            index=models.Index(fields=['status', '-priority', 'created_at'], name='task_queue_idx'),
+            model_name="task",
+            index=models.Index(fields=["status", "-priority", "created_at"], name="task_queue_idx"),
         ),
         migrations.AddIndex(
-            model_name='task',
-            index=models.Index(fields=['worker', 'status'], name='task_worker_idx'),
+            model_name="task",
+            index=models.Index(fields=["worker", "status"], name="task_worker_idx"),
         ),
         migrations.AddIndex(
-            model_name='task',
-            index=models.Index(fields=['-created_at'], name='task_recent_idx'),
+            model_name="task",
+            index=models.Index(fields=["-created_at"], name="task_recent_idx"),
         ),
         migrations.AddIndex(
-            model_name='taskevent',
-            index=models.Index(fields=['task', 'created_at'], name='event_task_idx'),
+            model_name="taskevent",
+            index=models.Index(fields=["task", "created_at"], name="event_task_idx"),
         ),
     ]

@@ -7,7 +7,7 @@ PostgreSQL), and prints one JSON line on stdout:
 * ``setup --workers N --max-tasks M --tasks T``: migrate, create live workers and pending tasks;
 * ``run --complete K --deadline S``: loop placing tasks (and completing up to K queued tasks per
   loop through `leases.task_report_completed`, which frees slots for the other processes) until
-  nothing is pending or queued; after every pass, sample the active count per worker;
+  nothing is pending; after every pass, sample the active count per worker;
 * ``check``: the invariants, computed from the task and event tables.
 """
 
@@ -98,8 +98,7 @@ def run(complete: int, deadline: float) -> dict[str, Any]:
                     completed += 1
                 except leases.StaleLease:
                     stale += 1
-        open_statuses = [TaskStatus.PENDING, *(ACTIVE_STATUSES if complete else [])]
-        if not Task.objects.filter(status__in=open_statuses).exists():
+        if not Task.objects.filter(status=TaskStatus.PENDING).exists():
             break
         if time.monotonic() > stop_at:
             connection.close()

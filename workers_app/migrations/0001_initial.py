@@ -5,50 +5,70 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='JoinKey',
+            name="JoinKey",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100)),
-                ('prefix', models.CharField(max_length=16, unique=True)),
-                ('key_hash', models.CharField(max_length=64)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('revoked_at', models.DateTimeField(blank=True, null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=100)),
+                ("prefix", models.CharField(max_length=16, unique=True)),
+                ("key_hash", models.CharField(max_length=64)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("revoked_at", models.DateTimeField(blank=True, null=True)),
             ],
         ),
         migrations.CreateModel(
-            name='Worker',
+            name="Worker",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100, unique=True)),
-                ('hostname', models.CharField(blank=True, max_length=255)),
-                ('status', models.CharField(choices=[('online', 'Online'), ('busy', 'Busy'), ('offline', 'Offline'), ('error', 'Error')], default='online', max_length=8)),
-                ('capabilities', models.JSONField(blank=True, default=dict)),
-                ('max_tasks', models.PositiveIntegerField(default=5)),
-                ('slots_used', models.PositiveIntegerField(default=0)),
-                ('last_heartbeat', models.DateTimeField(blank=True, null=True)),
-                ('free_disk', models.BigIntegerField(default=0)),
-                ('download_speed', models.BigIntegerField(default=0)),
-                ('upload_speed', models.BigIntegerField(default=0)),
-                ('aria2_version', models.CharField(blank=True, max_length=32)),
-                ('agent_version', models.CharField(blank=True, max_length=32)),
-                ('pid', models.PositiveIntegerField(blank=True, null=True)),
-                ('draining', models.BooleanField(default=False)),
-                ('token_prefix', models.CharField(blank=True, db_index=True, max_length=16)),
-                ('token_hash', models.CharField(blank=True, max_length=64)),
-                ('registered_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('status_changed_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('last_assigned_at', models.DateTimeField(blank=True, null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=100, unique=True)),
+                ("hostname", models.CharField(blank=True, max_length=255)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("online", "Online"),
+                            ("busy", "Busy"),
+                            ("offline", "Offline"),
+                            ("error", "Error"),
+                        ],
+                        default="online",
+                        max_length=8,
+                    ),
+                ),
+                ("capabilities", models.JSONField(blank=True, default=dict)),
+                ("max_tasks", models.PositiveIntegerField(default=5)),
+                ("slots_used", models.PositiveIntegerField(default=0)),
+                ("last_heartbeat", models.DateTimeField(blank=True, null=True)),
+                ("free_disk", models.BigIntegerField(default=0)),
+                ("download_speed", models.BigIntegerField(default=0)),
+                ("upload_speed", models.BigIntegerField(default=0)),
+                ("aria2_version", models.CharField(blank=True, max_length=32)),
+                ("agent_version", models.CharField(blank=True, max_length=32)),
+                ("pid", models.PositiveIntegerField(blank=True, null=True)),
+                ("draining", models.BooleanField(default=False)),
+                ("token_prefix", models.CharField(blank=True, db_index=True, max_length=16)),
+                ("token_hash", models.CharField(blank=True, max_length=64)),
+                ("registered_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("status_changed_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("last_assigned_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
     ]

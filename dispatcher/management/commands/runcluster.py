@@ -97,6 +97,7 @@ class Command(BaseCommand):
         lines = [
             "",
             "ariacluster is running (Ctrl-C stops everything).",
+            f"  Dashboard: {cluster.url}/   (log in with the login below)",
             f"  API:       {cluster.url}/api/v1/   docs: {cluster.url}/api/v1/docs/",
             f"  Admin:     {cluster.url}/admin/",
             f"  Workers:   {workers} local agents downloading into downloads/worker1..",

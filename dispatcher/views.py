@@ -1,0 +1,355 @@
+"""Dashboard pages for tasks: overview, list, detail, add, API keys.
+
+Function views: a normal request gets the whole page, an HTMX request (`request.htmx`) gets the
+inline partial of the same template, so page, HTMX swap and live refresh share one rendering.
+Every write calls a service; a non-HTMX POST redirects (post/redirect/get).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
+from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseClientRedirect
+from django_htmx.middleware import HtmxDetails
+
+from dispatcher import selectors, services
+from dispatcher.forms import AddDownloadsForm
+from dispatcher.keys import api_key_create, api_key_revoke
+from dispatcher.keyset import keyset_page
+from dispatcher.models import ApiKey, ApiScope, Priority, Task, TaskKind, TaskStatus
+from dispatcher.throughput import cluster_speed, throughput_chart
+from workers_app.models import Worker, WorkerStatus
+
+PAGE_SIZE = 50
+MAX_ROWS_PER_REFRESH = 200
+TASK_SORTS: dict[str, tuple[str, list[str]]] = {
+    "newest": ("Newest first", ["-id"]),
+    "oldest": ("Oldest first", ["id"]),
+    "priority": ("Priority", ["-priority", "-id"]),
+    "name": ("Name", ["name", "id"]),
+    "status": ("Status", ["status", "-id"]),
+}
+
+
+class HtmxHttpRequest(HttpRequest):
+    """What views receive: HtmxMiddleware adds `htmx` (truthy for HTMX requests)."""
+
+    htmx: HtmxDetails
+
+
+TASK_ACTIONS: dict[str, Callable[..., Task]] = {
+    "pause": services.task_pause,
+    "resume": services.task_resume,
+    "cancel": services.task_cancel,
+    "retry": services.task_retry,
+    "requeue": services.task_requeue,
+}
+
+
+def _render_with_messages(request: HtmxHttpRequest, template: str, context: dict[str, Any]) -> str:
+    """A fragment plus the messages box swapped out-of-band, for HTMX answers to POSTs."""
+    html = render_to_string(template, context, request)
+    notes = render_to_string("base.html#messages", {"oob": True}, request)
+    return html + notes
+
+
+def _safe_next(request: HtmxHttpRequest, default: str) -> str:
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return default
+
+
+# Overview -------------------------------------------------------------------------------------
+
+
+def _overview_context(request: HtmxHttpRequest) -> dict[str, Any]:
+    tasks = selectors.tasks_visible_to(request.user)
+    workers = selectors.workers_with_load()
+    worker_counts = {s.value: 0 for s in WorkerStatus}
+    for w in workers:
+        worker_counts[w.display_status] += 1  # type: ignore[attr-defined]
+    download, upload = cluster_speed()
+    return {
+        "task_counts": selectors.task_status_counts(tasks),
+        "worker_counts": worker_counts,
+        "workers": workers,
+        "download_speed": download,
+        "upload_speed": upload,
+        "chart": throughput_chart(),
+        "failures": selectors.tasks_recently_failed(tasks),
+    }
+
+
+@require_GET
+@login_required
+def overview(request: HtmxHttpRequest) -> HttpResponse:
+    context = _overview_context(request)
+    if request.htmx:
+        return render(request, "dispatcher/overview.html#overview-live", context)
+    return render(request, "dispatcher/overview.html", context)
+
+
+# Task list ------------------------------------------------------------------------------------
+
+
+def _filtered_tasks(request: HtmxHttpRequest, params: QueryDict) -> Any:
+    status = params.get("status", "")
+    if status and status not in TaskStatus.values:
+        status = ""
+    qs = selectors.task_list(
+        status=status or None,
+        worker=params.get("worker") or None,
+        tag=params.get("tag") or None,
+        kind=params.get("kind") if params.get("kind") in TaskKind.values else None,
+        search=(params.get("q") or "").strip() or None,
+    )
+    visible = selectors.tasks_visible_to(request.user)
+    if not getattr(request.user, "is_staff", False):
+        qs = qs.filter(owner_id=request.user.pk)
+    return qs, visible
+
+
+def _task_list_context(request: HtmxHttpRequest, params: QueryDict) -> dict[str, Any]:
+    sort = params.get("sort") or "newest"
+    if sort not in TASK_SORTS:
+        sort = "newest"
+    qs, visible = _filtered_tasks(request, params)
+    page = keyset_page(
+        qs,
+        ordering=TASK_SORTS[sort][1],
+        size=PAGE_SIZE,
+        after=params.get("after"),
+        before=params.get("before"),
+    )
+    query = params.copy()
+    for key in ("after", "before"):
+        query.pop(key, None)
+    on_first_page = not params.get("after") and not params.get("before")
+    return {
+        "page": page,
+        "tasks": page.rows,
+        "params": params,
+        "base_query": query.urlencode(),
+        "sort": sort,
+        "sorts": [(key, label) for key, (label, _) in TASK_SORTS.items()],
+        "statuses": TaskStatus.values,
+        "kinds": TaskKind.choices,
+        "status_counts": selectors.task_status_counts(visible),
+        "worker_names": Worker.objects.order_by("name").values_list("name", flat=True),
+        "priorities": Priority.choices,
+        # New tasks appear at the top of the default view only; elsewhere rows just update.
+        "live_new": on_first_page and sort == "newest",
+        "list_url": reverse("task-list") + (f"?{params.urlencode()}" if params else ""),
+    }
+
+
+@require_GET
+@login_required
+def task_list(request: HtmxHttpRequest) -> HttpResponse:
+    context = _task_list_context(request, request.GET)
+    if request.htmx:
+        return render(request, "dispatcher/task_list.html#task-table", context)
+    return render(request, "dispatcher/task_list.html", context)
+
+
+def _ids(raw: str) -> list[int]:
+    ids = [int(part) for part in raw.split(",") if part.strip().isdigit()]
+    return ids[:MAX_ROWS_PER_REFRESH]
+
+
+@require_GET
+@login_required
+def task_rows(request: HtmxHttpRequest) -> HttpResponse:
+    """Just the rows named in `?ids=1,2,3` (for live refresh), rendered by the page's partial."""
+    ids = _ids(request.GET.get("ids", ""))
+    tasks = (
+        selectors.tasks_visible_to(request.user)
+        .filter(pk__in=ids)
+        .select_related("worker")
+        .order_by("-id")
+    )
+    return render(request, "dispatcher/task_list.html#task-rows", {"tasks": tasks})
+
+
+@require_POST
+@login_required
+def task_bulk(request: HtmxHttpRequest) -> HttpResponse:
+    """Apply one action to the selected tasks; refusals are reported, the rest still happen."""
+    list_url = _safe_next(request, reverse("task-list"))
+    action = request.POST.get("action", "")
+    ids = [int(v) for v in request.POST.getlist("task") if v.isdigit()][: PAGE_SIZE * 4]
+    tasks = list(selectors.tasks_visible_to(request.user).filter(pk__in=ids))
+    if action not in (*TASK_ACTIONS, "priority"):
+        messages.error(request, "Choose an action.")
+    elif not tasks:
+        messages.error(request, "Select at least one task.")
+    else:
+        done, refused = 0, []
+        for task in tasks:
+            try:
+                if action == "priority":
+                    services.task_set_priority(task=task, priority=request.POST.get("priority"))
+                else:
+                    TASK_ACTIONS[action](task=task)
+                done += 1
+            except services.TaskStateError as exc:
+                refused.append(f"#{task.pk}: {exc}")
+            except ValidationError as exc:
+                refused.append(f"#{task.pk}: {'; '.join(exc.messages)}")
+        if done:
+            messages.success(request, f"{action.capitalize()}: {done} task(s).")
+        if refused:
+            messages.warning(request, "Skipped " + "; ".join(refused[:5]))
+    if not request.htmx:
+        return HttpResponseRedirect(list_url)
+    params = QueryDict(urlsplit(list_url).query)
+    context = _task_list_context(request, params)
+    return HttpResponse(
+        _render_with_messages(request, "dispatcher/task_list.html#task-table", context)
+    )
+
+
+# Task detail ----------------------------------------------------------------------------------
+
+
+def _visible_task(request: HtmxHttpRequest, task_id: int) -> Task:
+    return get_object_or_404(
+        selectors.tasks_visible_to(request.user).select_related("worker", "owner"), pk=task_id
+    )
+
+
+def _detail_context(task: Task) -> dict[str, Any]:
+    events = list(task.events.select_related("worker").order_by("-created_at", "-id")[:200])
+    return {
+        "task": task,
+        "events": events,
+        "files": task.result if isinstance(task.result, list) else [],
+        "priorities": Priority.choices,
+        "allowed": _allowed_actions(task),
+    }
+
+
+def _allowed_actions(task: Task) -> set[str]:
+    status = task.status
+    allowed = {"priority"}
+    if status in (TaskStatus.PENDING, TaskStatus.QUEUED, TaskStatus.DOWNLOADING):
+        allowed.add("pause")
+    if status == TaskStatus.PAUSED:
+        allowed.add("resume")
+    if not task.is_final:
+        allowed.add("cancel")
+    if status in (TaskStatus.FAILED, TaskStatus.CANCELED) or (
+        status == TaskStatus.PENDING and task.not_before
+    ):
+        allowed.add("retry")
+    if status in (TaskStatus.QUEUED, TaskStatus.DOWNLOADING):
+        allowed.add("requeue")
+    return allowed
+
+
+@require_GET
+@login_required
+def task_detail(request: HtmxHttpRequest, task_id: int) -> HttpResponse:
+    context = _detail_context(_visible_task(request, task_id))
+    if request.htmx:
+        return render(request, "dispatcher/task_detail.html#task-detail", context)
+    return render(request, "dispatcher/task_detail.html", context)
+
+
+@require_POST
+@login_required
+def task_action(request: HtmxHttpRequest, task_id: int, action: str) -> HttpResponse:
+    task = _visible_task(request, task_id)
+    try:
+        if action == "priority":
+            task = services.task_set_priority(task=task, priority=request.POST.get("priority"))
+        elif action in TASK_ACTIONS:
+            task = TASK_ACTIONS[action](task=task)
+        else:
+            raise Http404("unknown action")
+        messages.success(request, f"Task #{task.pk}: {action} done.")
+    except services.TaskStateError as exc:
+        messages.error(request, f"Task #{task.pk}: {exc}.")
+    except ValidationError as exc:
+        messages.error(request, f"Task #{task.pk}: {'; '.join(exc.messages)}")
+    detail_url = reverse("task-detail", args=[task.pk])
+    if not request.htmx:
+        return redirect(_safe_next(request, detail_url))
+    task = _visible_task(request, task_id)
+    return HttpResponse(
+        _render_with_messages(
+            request, "dispatcher/task_detail.html#task-detail", _detail_context(task)
+        )
+    )
+
+
+# Add downloads --------------------------------------------------------------------------------
+
+
+@login_required
+def task_add(request: HtmxHttpRequest) -> HttpResponse:
+    """GET shows the form; POST creates every line as a task, or nothing when anything is wrong."""
+    form = AddDownloadsForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            tasks = services.task_create_batch(items=form.cleaned_data["items"], owner=request.user)
+        except services.InvalidBatch as exc:
+            for index, problems in exc.errors.items():
+                form.add_error(None, f"line {int(index) + 1}: {problems}")
+        else:
+            messages.success(request, f"Added {len(tasks)} download(s).")
+            if request.htmx:
+                # A whole new page: let htmx navigate instead of swapping it into the form.
+                return HttpResponseClientRedirect(reverse("task-list"))
+            return redirect("task-list")
+    status = 400 if request.method == "POST" else 200
+    context = {"form": form}
+    if request.htmx:
+        return render(request, "dispatcher/task_add.html#add-form", context, status=status)
+    return render(request, "dispatcher/task_add.html", context, status=status)
+
+
+# API keys -------------------------------------------------------------------------------------
+
+
+@login_required
+def api_keys(request: HtmxHttpRequest) -> HttpResponse:
+    """The user's own keys; POST creates one and shows its secret this once."""
+    created: str | None = None
+    errors: list[str] = []
+    scopes = [s for s in ApiScope.values if request.user.is_staff or s != ApiScope.ADMIN]
+    if request.method == "POST":
+        name = request.POST.get("name", "").strip()
+        scope = request.POST.get("scope", ApiScope.WRITE)
+        if not name or len(name) > 100:
+            errors.append("Give the key a name of at most 100 characters.")
+        if scope not in scopes:
+            errors.append(f"Scope must be one of {', '.join(scopes)}.")
+        if not errors:
+            _, created = api_key_create(name=name, scope=scope, user=request.user)
+    keys = ApiKey.objects.filter(user_id=int(request.user.pk or 0)).order_by("-created_at")
+    context = {"keys": keys, "created": created, "errors": errors, "scopes": scopes}
+    return render(request, "dispatcher/api_keys.html", context, status=400 if errors else 200)
+
+
+@require_POST
+@login_required
+def api_key_revoke_view(request: HtmxHttpRequest, key_id: int) -> HttpResponse:
+    key = get_object_or_404(ApiKey, pk=key_id, user_id=int(request.user.pk or 0))
+    api_key_revoke(key=key)
+    messages.success(request, f"Key {key.prefix}… revoked.")
+    return redirect("api-keys")

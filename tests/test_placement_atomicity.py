@@ -1,0 +1,147 @@
+"""Invariant: placement is atomic under concurrency (ARCHITECTURE.md).
+
+Several separate processes place the same 5,000 pending tasks on 40 workers at once, while also
+completing tasks to free slots for each other. Afterwards every task was assigned exactly once
+(one ASSIGNED event, epoch 1), no worker was ever over `max_tasks`, no process crashed, and
+SQLite never answered "database is locked". Runs outside any test transaction, on a real file /
+a dedicated PostgreSQL database.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_ADMIN_URL = os.environ.get(
+    "ARIACLUSTER_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+# One name per run: two suites running at once must not drop each other's database.
+PG_DATABASE = f"ariacluster_atomicity_{os.getpid()}"
+WORKERS = 40
+MAX_TASKS = 120
+TASKS = 5000
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _env(tmp_path: Path, database_url: str | None) -> dict[str, str]:
+    config = {
+        "database": {"type": "sqlite", "path": str(tmp_path / "race.db")},
+        # The workers' one heartbeat must outlive the run: nothing here renews it.
+        "worker_management": {"heartbeat_interval": 10, "heartbeat_timeout": 3600},
+    }
+    (tmp_path / "dispatcher.json").write_text(json.dumps(config))
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DATABASE_URL", "REDIS_URL", "ARIACLUSTER_CONFIG")
+    }
+    env.update(
+        ARIACLUSTER_CONFIG=str(tmp_path / "dispatcher.json"),
+        ARIACLUSTER_DATA_DIR=str(tmp_path / "data"),
+        ARIACLUSTER_MAINTENANCE="0",
+        DJANGO_SETTINGS_MODULE="ariacluster.settings",
+        PYTHONPATH=str(ROOT),
+    )
+    if database_url:
+        env["DATABASE_URL"] = database_url
+    return env
+
+
+def _race(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.support.placement_race", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _finish(process: subprocess.Popen[str], timeout: float = 90) -> tuple[dict[str, Any], str]:
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, err = process.communicate()
+        pytest.fail(f"process {process.args} did not finish; stderr:\n{err[-3000:]}")
+    assert process.returncode == 0, f"{process.args} exited {process.returncode}:\n{err[-3000:]}"
+    return json.loads(out.strip().splitlines()[-1]), err
+
+
+def _assert_placement_is_atomic(env: dict[str, str], processes: int) -> None:
+    _finish(
+        _race(
+            "setup",
+            "--workers",
+            str(WORKERS),
+            "--max-tasks",
+            str(MAX_TASKS),
+            "--tasks",
+            str(TASKS),
+            env=env,
+        )
+    )
+
+    racers = [
+        _race("run", "--complete", "10", "--deadline", "60", env=env) for _ in range(processes)
+    ]
+    results = [_finish(p) for p in racers]
+
+    for report, stderr in results:
+        assert "database is locked" not in stderr.lower()
+        assert "Traceback" not in stderr, stderr[-3000:]
+        assert report["over_max"] == [], report
+    check, _ = _finish(_race("check", env=env))
+    assert check["tasks"] == TASKS
+    assert check["statuses"].get("pending", 0) == 0, check
+    assert check["tasks_not_assigned_once"] == 0, check
+    assert check["assigned_events_not_epoch_1"] == 0, check
+    assert check["tasks_not_epoch_1"] == 0, check
+    assert check["tasks_completed_twice"] == 0, check
+    assert check["completed_events"] >= TASKS - WORKERS * MAX_TASKS, check
+    assert check["replay_over_max"] == [], check
+    assert check["final_over_max"] == {}, check
+    # Every process took part, so the race was real.
+    assert sum(1 for report, _ in results if report["passes"] > 0) == processes
+
+
+def test_placement_is_atomic_across_four_processes_on_sqlite(tmp_path: Path) -> None:
+    _assert_placement_is_atomic(_env(tmp_path, None), processes=4)
+
+
+@pytest.fixture
+def postgres_database() -> Iterator[str]:
+    """A dedicated database, created fresh and dropped afterwards."""
+    import psycopg
+
+    try:
+        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        message = f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    with admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)")
+        admin.execute(f"CREATE DATABASE {PG_DATABASE}")
+        try:
+            yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{PG_DATABASE}"
+        finally:
+            admin.execute(f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)")
+
+
+@pytest.mark.postgres
+def test_placement_is_atomic_across_eight_processes_on_postgresql(
+    tmp_path: Path, postgres_database: str
+) -> None:
+    _assert_placement_is_atomic(_env(tmp_path, postgres_database), processes=8)
