@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+BACKOFFS = ("fixed", "exponential")
 STRATEGIES = ("least_loaded", "round_robin", "random", "tags")
 DATABASE_TYPES = ("memory", "sqlite", "postgresql")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -34,6 +35,12 @@ class TaskAssignmentConfig:
     strategy: str = "least_loaded"
     max_retries: int = 3
     retry_delay: float = 300.0
+    # "fixed": every retry waits retry_delay (the original's behaviour); "exponential": the n-th
+    # retry waits retry_delay * 2^(n-1), at most retry_delay_max, times a random 0.5-1.0.
+    retry_backoff: str = "fixed"
+    retry_delay_max: float = 3600.0
+    # A task whose worker went silent this many times is failed, not placed again (poison task).
+    max_lease_losses: int = 3
     # Upper bounds for what a task may ask with the seed-time (minutes) / seed-ratio options.
     max_seed_time: float = 60.0
     max_seed_ratio: float = 2.0
@@ -134,7 +141,16 @@ def parse_config(raw: Any, *, source: str = "") -> DispatcherConfig:
     ta = _section(
         raw,
         "task_assignment",
-        {"strategy", "max_retries", "retry_delay", "max_seed_time", "max_seed_ratio"},
+        {
+            "strategy",
+            "max_retries",
+            "retry_delay",
+            "retry_backoff",
+            "retry_delay_max",
+            "max_lease_losses",
+            "max_seed_time",
+            "max_seed_ratio",
+        },
     )
     strategy = _expect(ta.get("strategy", "least_loaded"), str, "task_assignment.strategy")
     if strategy not in STRATEGIES:
@@ -144,7 +160,21 @@ def parse_config(raw: Any, *, source: str = "") -> DispatcherConfig:
     max_retries = _expect(ta.get("max_retries", 3), int, "task_assignment.max_retries")
     if max_retries < 0:
         raise ConfigError(f"task_assignment.max_retries: must be >= 0, got {max_retries}")
+    backoff = _expect(ta.get("retry_backoff", "fixed"), str, "task_assignment.retry_backoff")
+    if backoff not in BACKOFFS:
+        raise ConfigError(
+            f"task_assignment.retry_backoff: must be one of {list(BACKOFFS)}, got {backoff!r}"
+        )
+    lease_losses = _expect(ta.get("max_lease_losses", 3), int, "task_assignment.max_lease_losses")
+    if lease_losses < 1:
+        raise ConfigError(f"task_assignment.max_lease_losses: must be >= 1, got {lease_losses}")
     task_assignment = TaskAssignmentConfig(
+        retry_backoff=backoff,
+        retry_delay_max=_positive(
+            ta.get("retry_delay_max", TaskAssignmentConfig.retry_delay_max),
+            "task_assignment.retry_delay_max",
+        ),
+        max_lease_losses=lease_losses,
         strategy=strategy,
         max_retries=max_retries,
         retry_delay=_positive(

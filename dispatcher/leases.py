@@ -8,6 +8,7 @@ Completion is accepted exactly once; repeating it for the same lease answers suc
 from __future__ import annotations
 
 import logging
+import random
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -16,7 +17,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from dispatcher import broadcast
@@ -304,7 +305,7 @@ def task_report_failed(
                 task.not_before = None
                 task.pending_reason = f"moving off {worker.name} after a local error"
             else:
-                task.not_before = now + timedelta(seconds=config.retry_delay)
+                task.not_before = now + timedelta(seconds=retry_wait(task.attempts))
                 task.pending_reason = (
                     f"retry {task.attempts} of {config.max_retries} after {reason}"
                 )
@@ -375,6 +376,7 @@ def lease_expire_stale(*, now: datetime | None = None) -> list[int]:
                     f"no heartbeat from {worker.name} for {timeout:g} s",
                     now,
                 )
+            _fail_poison_tasks(held, worker, now)
             Task.objects.filter(worker=worker, status__in=ACTIVE_STATUSES).update(
                 status=TaskStatus.PENDING,
                 worker=None,
@@ -395,6 +397,45 @@ def lease_expire_stale(*, now: datetime | None = None) -> list[int]:
         logger.warning("workers %s went silent; their tasks were returned to the queue", expired)
         broadcast.broadcast_worker_updated(expired)
     return expired
+
+
+def retry_wait(attempt: int) -> float:
+    """Seconds before retry number `attempt` (1-based), per `task_assignment.retry_backoff`."""
+    config = settings.ARIACLUSTER.task_assignment
+    base = float(config.retry_delay)
+    if config.retry_backoff == "fixed":
+        return base
+    ceiling = min(float(config.retry_delay_max), base * 2.0 ** max(0, attempt - 1))
+    # Jitter spreads the retries of many tasks that failed together (a source went down).
+    return ceiling * random.uniform(0.5, 1.0)
+
+
+def _fail_poison_tasks(held: list[Task], worker: Worker, now: datetime) -> None:
+    """Fail tasks whose workers went silent `max_lease_losses` times: they may be the cause."""
+    bound = settings.ARIACLUSTER.task_assignment.max_lease_losses
+    active = [t.pk for t in held if t.status in ACTIVE_STATUSES]
+    losses = dict(
+        TaskEvent.objects.filter(task_id__in=active, kind=TaskEventKind.LEASE_EXPIRED)
+        .values_list("task_id")
+        .annotate(n=Count("id"))
+        .values_list("task_id", "n")
+    )
+    for task in held:
+        if losses.get(task.pk, 0) < bound:
+            continue
+        reason = f"its worker went silent {losses[task.pk]} times while running it (poison task?)"
+        Task.objects.filter(pk=task.pk).update(
+            status=TaskStatus.FAILED,
+            worker=None,
+            epoch=F("epoch") + 1,
+            finished_at=now,
+            updated_at=now,
+            download_speed=0,
+            connections=0,
+            error_message=reason,
+            error_class=ErrorClass.PERMANENT,
+        )
+        _event(task, TaskEventKind.FAILED, worker, reason, now)
 
 
 def worker_remove_offline(*, now: datetime | None = None) -> int:

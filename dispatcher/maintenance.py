@@ -14,6 +14,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.conf import settings
 
+from dispatcher.idempotency import idempotency_purge_expired
 from dispatcher.leases import lease_expire_stale, worker_remove_offline
 from dispatcher.placement import task_assign_pending
 from dispatcher.throughput import speed_sample_record
@@ -27,6 +28,7 @@ def maintenance_tick() -> dict[str, int]:
     removed = worker_remove_offline()
     placed = task_assign_pending()
     speed_sample_record()
+    idempotency_purge_expired()
     return {"expired_workers": len(expired), "removed_workers": removed, "placed": placed}
 
 

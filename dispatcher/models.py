@@ -259,3 +259,27 @@ class SpeedSample(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%H:%M:%S} {self.download_speed} B/s"
+
+
+class IdempotencyRecord(models.Model):
+    """The stored answer to a create request sent with an `Idempotency-Key` header.
+
+    Unique per (scope, key): the scope is the caller (user, API key, or anonymous), so two
+    callers never see each other's answers. A repeat with the same key and the same request gets
+    this answer again; with a different request it is refused. Kept for a day.
+    """
+
+    scope = models.CharField(max_length=64)
+    key = models.CharField(max_length=255)
+    fingerprint = models.CharField(max_length=64)
+    status_code = models.PositiveSmallIntegerField()
+    body = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["scope", "key"], name="idempotency_scope_key_uniq")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scope} {self.key}"

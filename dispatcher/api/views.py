@@ -28,6 +28,7 @@ from dispatcher.api.serializers import (
     TaskInputSerializer,
     TaskOutputSerializer,
 )
+from dispatcher.idempotency import idempotent
 from dispatcher.models import Task, TaskKind, TaskStatus
 from dispatcher.validation import TASK_FIELDS, UploadTooLarge
 
@@ -106,7 +107,7 @@ FILTERS = [
 def task_collection(request: Request) -> Response:
     """List tasks (filtered, paginated) or create one download."""
     if request.method == "POST":
-        return _create_one(request)
+        return idempotent(request, lambda: _create_one(request))
     params = request.query_params
     wanted = params.get("status")
     if wanted:
@@ -135,6 +136,10 @@ def task_collection(request: Request) -> Response:
 @api_view(["POST"])
 def task_batch(request: Request) -> Response:
     """Create many downloads at once; if any item is invalid, none is created."""
+    return idempotent(request, lambda: _create_batch(request))
+
+
+def _create_batch(request: Request) -> Response:
     body = _body(request)
     items = body.get("tasks")
     if not isinstance(items, list) or not items:
