@@ -127,7 +127,15 @@ def _databases() -> dict[str, dict[str, object]]:
     url = os.environ.get("DATABASE_URL") or ARIACLUSTER.database.url
     db_type = ARIACLUSTER.database.type
     if os.environ.get("DATABASE_URL") or db_type == "postgresql":
-        config: dict[str, object] = dict(dj_database_url.parse(url, conn_max_age=60))
+        # Under ASGI each request may run in its own thread, so persistent per-thread connections
+        # pile up (Django's docs advise against CONN_MAX_AGE with ASGI). A bounded psycopg pool
+        # per process instead: a handful of connections, reused.
+        config: dict[str, object] = dict(dj_database_url.parse(url, conn_max_age=0))
+        pool_size = int(os.environ.get("ARIACLUSTER_DB_POOL_SIZE", "8"))
+        if pool_size > 0:
+            pg_options = dict(config.get("OPTIONS") or {})  # type: ignore[call-overload]
+            pg_options["pool"] = {"min_size": 1, "max_size": pool_size, "timeout": 20}
+            config["OPTIONS"] = pg_options
         return {"default": config}
     if db_type == "memory":
         # Shared-cache in-memory SQLite: every connection of this process sees one database,
