@@ -46,8 +46,10 @@ test-postgres: $(STAMP)
 	DATABASE_URL="$(TEST_POSTGRES_URL)" REDIS_URL="$(TEST_REDIS_URL)" \
 		$(VENV)/bin/pytest -q -m "not sqlite_only" ariacluster dispatcher workers_app tests
 
+## Every benchmark of docs/benchmarks.md at small size (full size: drop --small, see the doc).
+BENCHES := b1_latency b2_dataplane b3_small_tasks b4_control_plane b5_queue b6_memory b7_failover
 bench: $(STAMP)
-	$(PY) -m bench.dispatch_latency --tasks 50
+	set -e; for b in $(BENCHES); do $(PY) -m bench.$$b --small; done
 
 ci: test
 

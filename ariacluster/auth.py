@@ -73,6 +73,8 @@ class ApiCredential:
     scope: str
     key_id: int | None
     name: str
+    # The key's lookup prefix (random per key): what rate limits count by.
+    prefix: str = ""
 
 
 class KeyPrincipal:
@@ -130,7 +132,9 @@ class ApiKeyAuthentication(BaseAuthentication):
             if key.last_used_at is None or key.last_used_at < now - LAST_USED_RESOLUTION:
                 ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
             user = key.user if key.user is not None else KeyPrincipal(key.name, key.scope)
-            return user, ApiCredential(scope=key.scope, key_id=key.pk, name=key.name)
+            return user, ApiCredential(
+                scope=key.scope, key_id=key.pk, name=key.name, prefix=key.prefix
+            )
         if config_secret_matches(plaintext, settings.ARIACLUSTER.security.api_keys):
             return KeyPrincipal("config", "admin"), ApiCredential("admin", None, "config")
         raise exceptions.AuthenticationFailed("Invalid API key.")

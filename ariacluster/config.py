@@ -9,14 +9,24 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from worker_agent.urlpolicy import PolicyError, UrlPolicy
 
 BACKOFFS = ("fixed", "exponential")
 STRATEGIES = ("least_loaded", "round_robin", "random", "tags")
 DATABASE_TYPES = ("memory", "sqlite", "postgresql")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+# The original system's well-known default key; refused like any key shorter than MIN_KEY_LENGTH.
+DEFAULT_KEY = "default-api-key-change-me"
+MIN_KEY_LENGTH = 32
+DEFAULT_RATE_LIMITS = {"read": "6000/min", "write": "1200/min"}
+_RATE = re.compile(r"^[0-9]{1,9}/(s|sec|second|m|min|minute|h|hour|d|day)$")
 
 
 class ConfigError(Exception):
@@ -61,6 +71,11 @@ class SecurityConfig:
     join_keys: tuple[str, ...] = ()
     max_request_bytes: int = 10 * 1024 * 1024
     max_upload_bytes: int = 10 * 1024 * 1024
+    url_policy: UrlPolicy = field(default_factory=UrlPolicy)
+    # DRF throttle rates ("600/min", null = none) per key or login: `read` for GET/HEAD/OPTIONS,
+    # `write` for every other request (a batch of tasks counts once).
+    rate_limits: dict[str, str | None] = field(default_factory=lambda: dict(DEFAULT_RATE_LIMITS))
+    max_queued_per_user: int = 10000
 
 
 @dataclass(frozen=True)
@@ -99,6 +114,50 @@ def _positive(value: Any, path: str, *, allow_zero: bool = False) -> float:
     if number < 0 or (number == 0 and not allow_zero):
         raise ConfigError(f"{path}: must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
     return number
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _refuse_weak_key(key: str, path: str) -> None:
+    """Refuse the original's default key and short keys unless DEBUG is on."""
+    if _env_flag("DEBUG"):
+        return
+    if key == DEFAULT_KEY or len(key) < MIN_KEY_LENGTH:
+        what = "the well-known default key" if key == DEFAULT_KEY else "shorter than 32 characters"
+        raise ConfigError(
+            f"{path}: refused, {what}. Create a real key with `manage.py create_api_key` "
+            "(or `manage.py create_join_key` for workers), or put a random one here, e.g. "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+        )
+
+
+def _url_policy(raw: Any) -> UrlPolicy:
+    """`security.url_policy`; loopback and private ranges default to off in production."""
+    _expect(raw, dict, "security.url_policy")
+    production = _env_flag("ARIACLUSTER_PRODUCTION")
+    values = dict(raw)
+    for name in ("allow_private", "allow_loopback"):
+        if values.get(name) is None:
+            values[name] = not production
+    try:
+        return UrlPolicy.from_dict(values, key="security.url_policy")
+    except PolicyError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _rate_limits(raw: Any) -> dict[str, str | None]:
+    _expect(raw, dict, "security.rate_limits")
+    rates: dict[str, str | None] = dict(DEFAULT_RATE_LIMITS)
+    for scope, rate in raw.items():
+        path = f"security.rate_limits.{scope}"
+        if scope not in DEFAULT_RATE_LIMITS:
+            raise ConfigError(f"{path}: unknown key (allowed: {sorted(DEFAULT_RATE_LIMITS)})")
+        if rate is not None and not (isinstance(rate, str) and _RATE.match(rate)):
+            raise ConfigError(f"{path}: expected a rate like '600/min' or null (no limit)")
+        rates[scope] = rate
+    return rates
 
 
 def parse_config(raw: Any, *, source: str = "") -> DispatcherConfig:
@@ -218,7 +277,8 @@ def parse_config(raw: Any, *, source: str = "") -> DispatcherConfig:
     sec = _section(
         raw,
         "security",
-        {"api_key_required", "api_keys", "join_keys", "max_request_bytes", "max_upload_bytes"},
+        {"api_key_required", "api_keys", "join_keys", "max_request_bytes", "max_upload_bytes"}
+        | {"url_policy", "rate_limits", "max_queued_per_user"},
     )
     keys: list[str] = []
     for name in ("api_keys", "join_keys"):
@@ -227,6 +287,7 @@ def parse_config(raw: Any, *, source: str = "") -> DispatcherConfig:
             _expect(key, str, f"security.{name}[{index}]")
             if not key.strip():
                 raise ConfigError(f"security.{name}[{index}]: must not be empty")
+            _refuse_weak_key(key, f"security.{name}[{index}]")
         keys.append(name)
     max_bytes = _expect(
         sec.get("max_request_bytes", SecurityConfig.max_request_bytes),
@@ -250,7 +311,16 @@ def parse_config(raw: Any, *, source: str = "") -> DispatcherConfig:
         join_keys=tuple(sec.get("join_keys", [])),
         max_request_bytes=max_bytes,
         max_upload_bytes=max_upload,
+        url_policy=_url_policy(sec.get("url_policy", {})),
+        rate_limits=_rate_limits(sec.get("rate_limits", {})),
+        max_queued_per_user=_expect(
+            sec.get("max_queued_per_user", SecurityConfig.max_queued_per_user),
+            int,
+            "security.max_queued_per_user",
+        ),
     )
+    if security.max_queued_per_user < 1:
+        raise ConfigError("security.max_queued_per_user: must be >= 1")
 
     return DispatcherConfig(
         host=host,
@@ -267,7 +337,8 @@ def parse_config(raw: Any, *, source: str = "") -> DispatcherConfig:
 def load_config(path: str | os.PathLike[str] | None) -> DispatcherConfig:
     """Load the file at `path`; a missing default file yields the defaults."""
     if path is None:
-        return DispatcherConfig()
+        # Through the parser, so profile-dependent defaults (the URL policy) apply.
+        return parse_config({})
     file = Path(path)
     if not file.exists():
         raise ConfigError(f"{file}: configuration file not found")

@@ -52,6 +52,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     """Render every API error as ``{"error": ..., "detail": {field: [messages]}}``."""
     if isinstance(exc, RequestDataTooBig):
         exc = PayloadTooLarge()
+    elif isinstance(getattr(exc, "http_status", None), int):
+        # A service refusal that names its own status (e.g. 429 for a full queue).
+        refusal = exceptions.APIException(str(exc))
+        refusal.status_code = exc.http_status  # type: ignore[attr-defined]
+        exc = refusal
     elif isinstance(exc, DjangoValidationError):
         if hasattr(exc, "error_dict"):
             exc = exceptions.ValidationError(exc.message_dict)

@@ -15,6 +15,7 @@ from pathlib import Path
 import dj_database_url
 
 from ariacluster.config import ConfigError, load_config
+from worker_agent.logs import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -183,6 +184,19 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# The cache holds the API rate-limit counters: shared through Redis when several dispatcher
+# processes run, per process otherwise.
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "ariacluster",
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -220,6 +234,11 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "ariacluster.http.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    # Per key (or login) limits from `security.rate_limits`; agent endpoints are not throttled.
+    "DEFAULT_THROTTLE_CLASSES": [
+        "ariacluster.throttling.ReadRateThrottle",
+        "ariacluster.throttling.WriteRateThrottle",
+    ],
 }
 
 SPECTACULAR_SETTINGS = {
@@ -234,18 +253,27 @@ SPECTACULAR_SETTINGS = {
     "PREPROCESSING_HOOKS": ["ariacluster.schema.documented_paths_only"],
 }
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": ARIACLUSTER.log_level},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
-}
+# stdout, plus a rotating file when ARIACLUSTER_LOG_FILE is set (e.g. logs/dispatcher.log,
+# relative to the project folder); ARIACLUSTER_LOG_FORMAT=json for one JSON object per line.
+# Secrets are redacted by the same filter the agent uses (worker_agent.logs).
+_log_file = os.environ.get("ARIACLUSTER_LOG_FILE", "")
+try:
+    LOGGING = logging_config(
+        ARIACLUSTER.log_level,
+        log_file=(BASE_DIR / _log_file) if _log_file else None,
+        log_format=os.environ.get("ARIACLUSTER_LOG_FORMAT", "plain") or "plain",
+    )
+except ValueError as _exc:
+    sys.stderr.write(f"ariacluster: ARIACLUSTER_LOG_FORMAT: {_exc}\n")
+    raise SystemExit(2) from None
+LOGGING["loggers"] = {"django.db.backends": {"level": "WARNING"}}
 
 # Maintenance loop (lease expiry, retries, placement sweep) runs inside each ASGI process.
 MAINTENANCE_INTERVAL = float(os.environ.get("ARIACLUSTER_MAINTENANCE_INTERVAL", "1.0"))
 MAINTENANCE_ENABLED = envbool("ARIACLUSTER_MAINTENANCE", True)
+
+# A bearer token that may read /metrics (besides admin-scope API keys); empty: keys only.
+METRICS_TOKEN = os.environ.get("ARIACLUSTER_METRICS_TOKEN", "")
 
 if PRODUCTION:
     SESSION_COOKIE_SECURE = True

@@ -8,7 +8,8 @@ from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 import ariacluster.schema  # noqa: F401 - registers the OpenAPI authentication extensions
-from ariacluster.health import healthz
+from ariacluster.health import healthz, readyz
+from ariacluster.metrics import metrics
 from dispatcher import views as dashboard
 from dispatcher.api import views as task_api
 from workers_app import agent_api
@@ -75,6 +76,8 @@ pages = [
         dashboard.task_action,
         name="task-action",
     ),
+    path("tasks/<int:task_id>/files/", dashboard.task_files, name="task-files"),
+    path("tasks/<int:task_id>/limits/", dashboard.task_limits, name="task-limits"),
     path("workers/", worker_pages.worker_list, name="worker-list"),
     path("workers/rows/", worker_pages.worker_rows, name="worker-rows"),
     re_path(
@@ -94,6 +97,8 @@ pages = [
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
+    path("metrics", metrics, name="metrics"),
     path("admin/", admin.site.urls),
     *pages,
     *v1,

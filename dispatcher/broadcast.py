@@ -7,7 +7,9 @@ assignment list) or by a dashboard re-reading the page after it reconnects.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import secrets
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -46,3 +48,23 @@ def broadcast_task_updated(task_ids: list[int]) -> None:
 def broadcast_worker_updated(worker_ids: list[int]) -> None:
     if worker_ids:
         _send(DASHBOARD_GROUP, {"type": "workers.updated", "worker_ids": worker_ids})
+
+
+async def channel_layer_reachable(timeout: float = 2.0) -> bool:
+    """True when a message sent through the channel layer comes back within `timeout`.
+
+    Used by `/readyz`: with Redis this proves the server accepts and returns messages; the
+    in-memory layer always answers.
+    """
+    layer = get_channel_layer()
+    if layer is None:
+        return False
+    # A plain (not process-local) name: receive() then reads it back directly.
+    channel = f"readyz.{secrets.token_hex(8)}"
+    try:
+        await asyncio.wait_for(layer.send(channel, {"type": "readyz.ping"}), timeout)
+        await asyncio.wait_for(layer.receive(channel), timeout)
+    except Exception:  # any failure means "not ready"
+        logger.warning("channel layer check failed", exc_info=True)
+        return False
+    return True

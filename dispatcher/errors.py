@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dispatcher.models import ErrorClass
+from worker_agent.urlpolicy import URL_DENIED_ERROR_CODE
 
 TRANSIENT_CODES = frozenset({1, 2, 5, 6, 7, 19, 29})
-PERMANENT_CODES = frozenset({3, 4, 8, 10, 11, 12, 13, 20, 21, 22, 23, 24, 25, 26, 27, 28, 32})
+PERMANENT_CODES = frozenset(
+    {3, 4, 8, 10, 11, 12, 13, 20, 21, 22, 23, 24, 25, 26, 27, 28, 32, URL_DENIED_ERROR_CODE}
+)
 WORKER_LOCAL_CODES = frozenset({9, 14, 15, 16, 17, 18})
 
 DESCRIPTIONS = {
@@ -41,6 +44,7 @@ DESCRIPTIONS = {
     30: "could not parse JSON-RPC request",
     31: "removed",
     32: "checksum mismatch",
+    URL_DENIED_ERROR_CODE: "URL denied by the worker's URL policy",
 }
 
 
@@ -62,6 +66,8 @@ def describe_error(code: int | None, message: str) -> str:
     message = (message or "").strip()
     if code is None:
         return message or "agent error"
+    if code == URL_DENIED_ERROR_CODE:
+        return message or DESCRIPTIONS[code]
     meaning = DESCRIPTIONS.get(code, "aria2 error")
     head = f"aria2 error {code} ({meaning})"
     return f"{head}: {message}" if message else head

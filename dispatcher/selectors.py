@@ -5,12 +5,14 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Count, Min, Q, QuerySet, Sum
 
 from dispatcher.models import (
     ACTIVE_STATUSES,
     LEASED_STATUSES,
     Task,
+    TaskEvent,
+    TaskEventKind,
     TaskKind,
     TaskStatus,
     TaskUpload,
@@ -49,6 +51,7 @@ def worker_assignments(worker: Worker) -> list[dict[str, Any]]:
 
 def task_list(
     *,
+    base: QuerySet[Task] | None = None,
     status: str | None = None,
     worker: str | None = None,
     tag: str | None = None,
@@ -56,8 +59,10 @@ def task_list(
     search: str | None = None,
     sha256: str | None = None,
 ) -> QuerySet[Task]:
-    """Tasks, newest first, filtered; `worker` is an id or a name; `sha256` a result file's hash."""
-    qs = Task.objects.select_related("worker").order_by("-created_at", "-id")
+    """Tasks of `base` (default all, e.g. `tasks_visible_to(user)`), newest first, filtered;
+    `worker` is an id or a name; `sha256` a result file's hash."""
+    qs = (Task.objects.all() if base is None else base).select_related("worker")
+    qs = qs.order_by("-created_at", "-id")
     if status:
         qs = qs.filter(status__in=[s.strip() for s in status.split(",") if s.strip()])
     if worker:
@@ -129,7 +134,12 @@ def cluster_status() -> dict[str, Any]:
 
 
 def tasks_visible_to(user: Any) -> QuerySet[Task]:
-    """Staff see every task; other users only the tasks they own."""
+    """Staff see every task; other users only the tasks they own.
+
+    An API key acts as its user. A key with no user (`KeyPrincipal`) counts as staff with the
+    `admin` scope; with `read`/`write` it owns nothing, so it sees the ownerless tasks (those
+    created by ownerless keys), as does an anonymous caller when keys are not required.
+    """
     qs = Task.objects.all()
     if getattr(user, "is_staff", False):
         return qs
@@ -173,3 +183,30 @@ def workers_with_load(ids: list[int] | None = None) -> list[Worker]:
         w.display_status = worker_display_status(w, w.slots_active)  # type: ignore[attr-defined]
         w.current_task_ids = held.get(w.pk, [])  # type: ignore[attr-defined]
     return workers
+
+
+def task_totals() -> dict[str, Any]:
+    """Figures `/metrics` adds to `cluster_status`, in four aggregate queries.
+
+    `oldest_pending_at` is the creation time of the oldest pending task (None when the queue is
+    empty); `downloaded_bytes` sums `completed_length` of completed tasks still in the
+    database; `retries` counts retry events (automatic and requested); `failed_by_class` counts
+    failed tasks per error class.
+    """
+    oldest = Task.objects.filter(status=TaskStatus.PENDING).aggregate(at=Min("created_at"))["at"]
+    downloaded = Task.objects.filter(status=TaskStatus.COMPLETED).aggregate(
+        n=Sum("completed_length")
+    )["n"]
+    failed = dict(
+        Task.objects.filter(status=TaskStatus.FAILED)
+        .order_by()
+        .values_list("error_class")
+        .annotate(n=Count("id"))
+        .values_list("error_class", "n")
+    )
+    return {
+        "oldest_pending_at": oldest,
+        "downloaded_bytes": downloaded or 0,
+        "retries": TaskEvent.objects.filter(kind=TaskEventKind.RETRIED).count(),
+        "failed_by_class": failed,
+    }

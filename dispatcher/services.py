@@ -8,10 +8,13 @@ API, the admin, the dashboard and the management commands use. Refusals raise `T
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from dispatcher import broadcast
@@ -39,6 +42,32 @@ from dispatcher.validation import (
 
 class TaskStateError(Exception):
     """The task's status does not allow this action."""
+
+
+class QueueFull(Exception):
+    """The owner already has `security.max_queued_per_user` tasks waiting (HTTP 429)."""
+
+    http_status = 429
+
+
+def _check_queue_cap(owner: Any, adding: int) -> None:
+    """Refuse tasks that would take the owner's pending + queued tasks over the cap.
+
+    Ownerless callers (keys without a user) share one allowance. Staff, admin-scope keys and
+    internal callers (no `owner`: commands, imports) are not capped. A soft cap: two concurrent
+    creations may each pass the check.
+    """
+    if owner is None or getattr(owner, "is_staff", False):
+        return
+    cap = settings.ARIACLUSTER.security.max_queued_per_user
+    waiting = Task.objects.filter(
+        owner_id=getattr(owner, "pk", None), status__in=[TaskStatus.PENDING, TaskStatus.QUEUED]
+    ).count()
+    if waiting + adding > cap:
+        raise QueueFull(
+            f"too many queued tasks: {waiting} waiting, {adding} more would pass the limit of "
+            f"{cap} per user (security.max_queued_per_user); wait for some to start"
+        )
 
 
 class InvalidBatch(Exception):
@@ -96,6 +125,7 @@ def _created_message(data: TaskInput) -> str:
 def task_create(*, owner: Any = None, **fields: Any) -> Task:
     """Validate and queue one download; placement runs right after commit."""
     data = validate_task_input(**fields)
+    _check_queue_cap(owner, 1)
     with transaction.atomic():
         task = _build(data, owner)
         task.save()
@@ -130,6 +160,7 @@ def task_create_batch(*, items: Sequence[dict[str, Any]], owner: Any = None) -> 
             errors[str(index)] = exc.message_dict
     if errors:
         raise InvalidBatch(errors)
+    _check_queue_cap(owner, len(cleaned))
     now = timezone.now()
     with transaction.atomic():
         tasks = [_build(data, owner) for data in cleaned]
@@ -343,3 +374,43 @@ def task_select_files(*, task: Task, select: Any) -> Task:
     return _transition(
         task, [s for s in TaskStatus if s not in FINAL_STATUSES], f"select files {value} of", change
     )
+
+
+def task_purge(
+    *,
+    statuses: Sequence[str],
+    older_than: datetime,
+    batch_size: int = 500,
+    on_progress: Callable[[int], None] | None = None,
+    dry_run: bool = False,
+) -> int:
+    """Delete finished tasks (with their events and uploads) that finished before `older_than`.
+
+    Only final statuses (completed, failed, canceled) may be purged; anything else raises
+    `ValidationError` and deletes nothing. Rows go in batches of `batch_size`, each batch in its
+    own transaction, so a large purge never holds one long lock; `on_progress(deleted_so_far)`
+    runs after each batch. Returns the number of tasks deleted (with `dry_run`, that would be).
+    """
+    wanted = list(dict.fromkeys(statuses))
+    not_final = [s for s in wanted if s not in FINAL_STATUSES]
+    if not wanted or not_final:
+        allowed = ", ".join(FINAL_STATUSES)
+        raise ValidationError({"status": [f"only {allowed} tasks can be purged"]})
+    # A final task always has finished_at, except rows from before it was recorded.
+    old = Q(finished_at__lt=older_than) | Q(finished_at__isnull=True, updated_at__lt=older_than)
+    candidates = Task.objects.filter(old, status__in=wanted).order_by("pk")
+    if dry_run:
+        return candidates.count()
+    deleted = 0
+    while True:
+        with transaction.atomic():
+            ids = list(candidates.values_list("pk", flat=True)[:batch_size])
+            if not ids:
+                break
+            # Re-check the status inside the transaction: a retry may have revived a task.
+            _, per_model = Task.objects.filter(pk__in=ids, status__in=wanted).delete()
+        deleted += per_model.get(Task._meta.label, 0)
+        broadcast.broadcast_task_updated(ids)
+        if on_progress is not None:
+            on_progress(deleted)
+    return deleted

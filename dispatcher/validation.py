@@ -19,8 +19,8 @@ from django.core.exceptions import ValidationError
 from dispatcher.inputs import InvalidUpload, decode_base64, parse_metalink, parse_torrent
 from dispatcher.models import Priority, TaskKind
 from worker_agent.options import OptionError, validate_task_options
+from worker_agent.urlpolicy import UrlDenied
 
-ALLOWED_SCHEMES = ("http", "https", "ftp", "sftp")
 MAX_URIS = 16
 MAX_URI_LENGTH = 4096
 MAX_TAGS = 20
@@ -62,17 +62,17 @@ def _check_uri(raw: Any) -> str:
         raise ValueError(f"longer than {MAX_URI_LENGTH} characters")
     if _CONTROL_OR_SPACE.search(uri):
         raise ValueError("contains whitespace or a control character")
-    parts = urlsplit(uri)
-    scheme = parts.scheme.lower()
-    if scheme == "magnet":
-        if "xt" not in parse_qs(parts.query):
-            raise ValueError("magnet link has no 'xt' (exact topic) parameter")
-        return uri
-    if scheme not in ALLOWED_SCHEMES:
-        allowed = ", ".join((*ALLOWED_SCHEMES, "magnet"))
-        raise ValueError(f"scheme '{scheme or '(none)'}' is not allowed (allowed: {allowed})")
-    if not parts.hostname:
-        raise ValueError("has no host")
+    try:
+        parts = urlsplit(uri)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError as exc:
+        raise ValueError(f"not a valid URL ({exc})") from None
+    if parts.scheme.lower() == "magnet" and "xt" not in parse_qs(parts.query):
+        raise ValueError("magnet link has no 'xt' (exact topic) parameter")
+    try:
+        settings.ARIACLUSTER.security.url_policy.check_uri(uri)
+    except UrlDenied as exc:
+        raise ValueError(f"denied by the URL policy: {exc.reason}") from None
     return uri
 
 
@@ -114,9 +114,22 @@ def _normalise_options(raw: Any) -> dict[str, Any]:
         else:
             converted[key] = value
     try:
-        return _bound_seeding(dict(validate_task_options(converted)))
+        clean = _bound_seeding(dict(validate_task_options(converted)))
+        _check_trackers(clean)
     except OptionError as exc:
         raise ValidationError({"options": [str(exc)]}) from None
+    return clean
+
+
+def _check_trackers(options: dict[str, Any]) -> None:
+    """`bt-tracker` URLs go through the URL policy like the download URLs."""
+    policy = settings.ARIACLUSTER.security.url_policy
+    for tracker in str(options.get("bt-tracker", "")).split(","):
+        if tracker:
+            try:
+                policy.check_tracker(tracker)
+            except UrlDenied as exc:
+                raise OptionError("bt-tracker", f"{tracker!r}: {exc.reason}") from None
 
 
 def _bound_seeding(options: dict[str, Any]) -> dict[str, Any]:

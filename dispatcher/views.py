@@ -24,7 +24,7 @@ from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
 
 from dispatcher import selectors, services
-from dispatcher.forms import AddDownloadsForm
+from dispatcher.forms import AddDownloadsForm, TaskLimitsForm, parse_file_indexes
 from dispatcher.keys import api_key_create, api_key_revoke
 from dispatcher.keyset import keyset_page
 from dispatcher.models import ApiKey, ApiScope, Priority, Task, TaskKind, TaskStatus
@@ -32,6 +32,21 @@ from dispatcher.throughput import cluster_speed, throughput_chart
 from workers_app.models import Worker, WorkerStatus
 
 PAGE_SIZE = 50
+# A task's file table shows this many rows; bigger torrents are chosen by index ("1,3-5").
+MAX_FILE_ROWS = 500
+SELECTABLE_KINDS = (TaskKind.TORRENT, TaskKind.MAGNET, TaskKind.METALINK)
+# The Add downloads form's "Options" fieldset, in this order.
+ADD_OPTION_FIELDS = (
+    "priority",
+    "tags",
+    "split",
+    "max_connection_per_server",
+    "max_download_limit",
+    "checksum",
+    "out",
+    "header",
+    "more_options",
+)
 MAX_ROWS_PER_REFRESH = 200
 TASK_SORTS: dict[str, tuple[str, list[str]]] = {
     "newest": ("Newest first", ["-id"]),
@@ -232,12 +247,67 @@ def _visible_task(request: HtmxHttpRequest, task_id: int) -> Task:
     )
 
 
-def _detail_context(task: Task) -> dict[str, Any]:
+def _file_rows(task: Task) -> list[dict[str, Any]]:
+    """The task's files (as the agent last reported them) with their own progress, and the
+    result's SHA-256 where the download is finished; result files alone for older tasks."""
+    result = (
+        [r for r in task.result if isinstance(r, dict)] if isinstance(task.result, list) else []
+    )
+    hashes = {str(r.get("path", "")): r.get("sha256") for r in result}
+    prefix = f"task-{task.pk}/"
+    rows: list[dict[str, Any]] = []
+    for entry in (task.files or [])[:MAX_FILE_ROWS]:
+        if not isinstance(entry, dict):
+            continue
+        path = str(entry.get("path", ""))
+        size = max(0, int(entry.get("size") or 0))
+        done = max(0, int(entry.get("completed") or 0))
+        if size > 0:
+            percent = round(min(100.0, 100.0 * done / size), 1)
+        else:
+            percent = 100.0 if task.status == TaskStatus.COMPLETED else 0.0
+        rows.append(
+            {
+                "index": entry.get("index"),
+                "path": path,
+                "size": size,
+                "completed": done,
+                "percent": percent,
+                "selected": entry.get("selected", True) is not False,
+                "sha256": hashes.pop(path, None) or hashes.pop(prefix + path, None),
+            }
+        )
+    if not task.files:
+        # Finished before per-file state was kept: the result is the file list.
+        for entry in result[:MAX_FILE_ROWS]:
+            size = max(0, int(entry.get("size") or 0))
+            rows.append(
+                {
+                    "index": None,
+                    "path": str(entry.get("path", "")).removeprefix(prefix),
+                    "size": size,
+                    "completed": size,
+                    "percent": 100.0,
+                    "selected": True,
+                    "sha256": entry.get("sha256"),
+                }
+            )
+    return rows
+
+
+def _detail_context(task: Task, limits_form: TaskLimitsForm | None = None) -> dict[str, Any]:
     events = list(task.events.select_related("worker").order_by("-created_at", "-id")[:200])
+    file_count = len(task.files or [])
     return {
         "task": task,
         "events": events,
-        "files": task.result if isinstance(task.result, list) else [],
+        "files": _file_rows(task),
+        "file_count": file_count,
+        "files_truncated": file_count > MAX_FILE_ROWS,
+        "max_file_rows": MAX_FILE_ROWS,
+        "can_select": (task.kind in SELECTABLE_KINDS and not task.is_final and file_count > 0),
+        "awaiting_selection": task.pause_for_selection and not task.is_final,
+        "limits_form": limits_form or TaskLimitsForm(current=task.options),
         "priorities": Priority.choices,
         "allowed": _allowed_actions(task),
     }
@@ -297,6 +367,66 @@ def task_action(request: HtmxHttpRequest, task_id: int, action: str) -> HttpResp
     )
 
 
+def _detail_answer(
+    request: HtmxHttpRequest, task_id: int, limits_form: TaskLimitsForm | None = None
+) -> HttpResponse:
+    """After a detail-page POST: HTMX gets the re-rendered detail (and messages), a plain
+    form post is redirected back to the page, or shown the page again when a field is wrong."""
+    if not request.htmx and limits_form is None:
+        return redirect(reverse("task-detail", args=[task_id]))
+    context = _detail_context(_visible_task(request, task_id), limits_form)
+    if not request.htmx:
+        return render(request, "dispatcher/task_detail.html", context, status=400)
+    return HttpResponse(
+        _render_with_messages(request, "dispatcher/task_detail.html#task-detail", context)
+    )
+
+
+@require_POST
+@login_required
+def task_files(request: HtmxHttpRequest, task_id: int) -> HttpResponse:
+    """Choose the files of a torrent / Metalink (ticked boxes and/or '1,3-5'); starts a
+    download that waits for a selection. Same service as POST /api/v1/tasks/{id}/files/."""
+    task = _visible_task(request, task_id)
+    select = {int(v) for v in request.POST.getlist("select") if v.strip().isdigit()}
+    try:
+        select.update(parse_file_indexes(request.POST.get("indexes", "")))
+        if not select:
+            raise ValidationError("Choose at least one file.")
+        task = services.task_select_files(task=task, select=sorted(select))
+    except services.TaskStateError as exc:
+        messages.error(request, f"Task #{task.pk}: {exc}.")
+    except ValidationError as exc:
+        messages.error(request, f"Task #{task.pk}: {'; '.join(exc.messages)}")
+    else:
+        messages.success(request, f"Task #{task.pk}: downloading {len(select)} file(s).")
+    return _detail_answer(request, task_id)
+
+
+@require_POST
+@login_required
+def task_limits(request: HtmxHttpRequest, task_id: int) -> HttpResponse:
+    """Change a task's speed limits; the worker applies them live (the API's options service)."""
+    task = _visible_task(request, task_id)
+    form = TaskLimitsForm(request.POST, current=task.options)
+    if not form.is_valid():
+        messages.error(request, f"Task #{task.pk}: speed limits not changed, see the fields.")
+        return _detail_answer(request, task_id, form)
+    changes = form.changes()
+    if not changes:
+        messages.info(request, f"Task #{task.pk}: speed limits unchanged.")
+        return _detail_answer(request, task_id)
+    try:
+        services.task_change_options(task=task, options=changes)
+    except services.TaskStateError as exc:
+        messages.error(request, f"Task #{task.pk}: {exc}.")
+    except ValidationError as exc:
+        messages.error(request, f"Task #{task.pk}: {'; '.join(exc.messages)}")
+    else:
+        messages.success(request, f"Task #{task.pk}: speed limits set.")
+    return _detail_answer(request, task_id)
+
+
 # Add downloads --------------------------------------------------------------------------------
 
 
@@ -310,6 +440,8 @@ def task_add(request: HtmxHttpRequest) -> HttpResponse:
         except services.InvalidBatch as exc:
             for index, problems in exc.errors.items():
                 form.add_error(None, f"line {int(index) + 1}: {problems}")
+        except services.QueueFull as exc:
+            form.add_error(None, str(exc))
         else:
             messages.success(request, f"Added {len(tasks)} download(s).")
             if request.htmx:
@@ -317,7 +449,7 @@ def task_add(request: HtmxHttpRequest) -> HttpResponse:
                 return HttpResponseClientRedirect(reverse("task-list"))
             return redirect("task-list")
     status = 400 if request.method == "POST" else 200
-    context = {"form": form}
+    context = {"form": form, "option_fields": ADD_OPTION_FIELDS}
     if request.htmx:
         return render(request, "dispatcher/task_add.html#add-form", context, status=status)
     return render(request, "dispatcher/task_add.html", context, status=status)

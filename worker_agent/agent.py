@@ -49,6 +49,7 @@ from worker_agent.reconcile import (
 )
 from worker_agent.reports import ReportSender
 from worker_agent.supervisor import Aria2Supervisor
+from worker_agent.urlpolicy import PolicyError, UrlPolicy
 
 log = logging.getLogger(__name__)
 
@@ -160,11 +161,21 @@ class Agent:
                     or 3 * self.heartbeat_interval
                 )
                 self.progress_interval = max(1.0, float(answer.get("progress_interval") or 1.0))
+                self._adopt_url_policy(answer.get("url_policy"))
                 self.next_heartbeat = 0.0
                 log.info("registered as %s (worker id %s)", self.config.name, self.worker_id)
                 return True
             self.stop_event.wait(delay())
         return False
+
+    def _adopt_url_policy(self, raw: Any) -> None:
+        """Enforce the dispatcher's URL policy; keep the current one if it sent none or junk."""
+        if not isinstance(raw, dict):
+            return
+        try:
+            self.downloads.url_policy = UrlPolicy.from_dict(raw)
+        except PolicyError as exc:
+            log.error("the dispatcher's url_policy is invalid (%s); keeping the current one", exc)
 
     def _register_body(self) -> dict[str, Any]:
         caps = self.config.capabilities

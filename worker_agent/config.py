@@ -8,7 +8,7 @@ Schema (every key optional unless noted; unknown keys are logged and ignored)::
     worker:     {name, max_tasks, capabilities{disk_space, bandwidth, supports_bt,
                  supports_metalink, tags{}}}
     agent:      {state_dir (default <download_dir>/.agent), heartbeat_timeout}
-    log_level
+    log_level, log_file (rotating, besides stdout), log_format (plain | json)
 
 Precedence: file < environment (``ARIACLUSTER_*``) < command-line flags. Relative paths are
 resolved against the current directory. A bad value raises :class:`ConfigError` naming the key.
@@ -67,6 +67,27 @@ ENV_OVERRIDES: dict[str, str] = {
     "ARIACLUSTER_STATE_DIR": "agent.state_dir",
     "ARIACLUSTER_ARIA2C": "aria2.aria2c_path",
     "ARIACLUSTER_LOG_LEVEL": "log_level",
+    "ARIACLUSTER_WORKER_LOG_FILE": "log_file",
+    "ARIACLUSTER_LOG_FORMAT": "log_format",
+}
+
+
+# Every key of worker.json, per section ("" is the top level); docs/configuration.md lists them.
+KNOWN_KEYS: dict[str, set[str]] = {
+    "": {"dispatcher", "aria2", "worker", "agent", "log_level", "log_file", "log_format"},
+    "dispatcher": {"url", "heartbeat_interval", "api_key"},
+    "aria2": {
+        "host",
+        "port",
+        "rpc_secret",
+        "rpc_path",
+        "download_dir",
+        "global_options",
+        "spawn",
+        "aria2c_path",
+    },
+    "worker": {"name", "max_tasks", "capabilities"},
+    "agent": {"state_dir", "heartbeat_timeout"},
 }
 
 
@@ -110,6 +131,8 @@ class AgentConfig:
     capabilities: Capabilities
     state_dir: Path
     log_level: str
+    log_file: Path | None = None
+    log_format: str = "plain"
 
 
 def _set(data: dict[str, Any], dotted: str, value: Any) -> None:
@@ -215,21 +238,15 @@ def _validate_aria2_host(host: str) -> str:
 
 def parse_config(data: Mapping[str, Any]) -> AgentConfig:
     """Validate a decoded worker.json (after overrides) into an :class:`AgentConfig`."""
-    _warn_unknown(data, "", {"dispatcher", "aria2", "worker", "agent", "log_level"})
+    _warn_unknown(data, "", KNOWN_KEYS[""])
     disp = _section(data, "dispatcher")
     aria2 = _section(data, "aria2")
     worker = _section(data, "worker")
     agent = _section(data, "agent")
     caps = _section(worker, "capabilities") if "capabilities" in worker else {}
-    _warn_unknown(disp, "dispatcher.", {"url", "heartbeat_interval", "api_key"})
-    _warn_unknown(
-        aria2,
-        "aria2.",
-        {"host", "port", "rpc_secret", "rpc_path", "download_dir", "global_options", "spawn"}
-        | {"aria2c_path"},
-    )
-    _warn_unknown(worker, "worker.", {"name", "max_tasks", "capabilities"})
-    _warn_unknown(agent, "agent.", {"state_dir", "heartbeat_timeout"})
+    sections = {"dispatcher": disp, "aria2": aria2, "worker": worker, "agent": agent}
+    for prefix, section in sections.items():
+        _warn_unknown(section, f"{prefix}.", KNOWN_KEYS[prefix])
 
     tags = caps.get("tags") or {}
     if not isinstance(tags, Mapping) or not all(
@@ -263,6 +280,10 @@ def parse_config(data: Mapping[str, Any]) -> AgentConfig:
     if log_level not in LOG_LEVELS:
         raise ConfigError("log_level", f"expected one of {sorted(LOG_LEVELS)}")
     aria2c_path = _str(aria2, "aria2c_path", "aria2.aria2c_path", "") or None
+    log_file_raw = _str(data, "log_file", "log_file", "")
+    log_format = _str(data, "log_format", "log_format", "plain").lower()
+    if log_format not in ("plain", "json"):
+        raise ConfigError("log_format", f"expected plain or json, got {log_format!r}")
     timeout = agent.get("heartbeat_timeout")
 
     return AgentConfig(
@@ -287,6 +308,8 @@ def parse_config(data: Mapping[str, Any]) -> AgentConfig:
         capabilities=capabilities,
         state_dir=state_dir,
         log_level=log_level,
+        log_file=Path(log_file_raw).expanduser().absolute() if log_file_raw else None,
+        log_format=log_format,
     )
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from worker_agent.aria2_rpc import Aria2Refused, Aria2Rpc, gid_tree
 from worker_agent.journal import Journal, JournalEntry
+from worker_agent.urlpolicy import UrlPolicy
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +134,18 @@ class Downloads:
         self.rpc = rpc
         self.journal = journal
         self.download_dir = download_dir
+        # Replaced by the dispatcher's policy at registration (docs/security.md).
+        self.url_policy = UrlPolicy()
+
+    def check_urls(self, entry: JournalEntry) -> None:
+        """Check every URI and tracker of ``entry`` against the URL policy after resolving
+        host names; this aria2c's own RPC port is always refused. Raises ``UrlDenied``."""
+        policy = self.url_policy.with_denied_port(self.rpc.port)
+        for uri in entry.uris:
+            policy.check_resolved(uri)
+        for tracker in str(entry.options.get("bt-tracker", "")).split(","):
+            if tracker:
+                policy.check_tracker(tracker)
 
     def task_dir(self, task_id: int) -> Path:
         return self.download_dir / f"task-{task_id}"

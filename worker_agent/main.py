@@ -15,7 +15,9 @@ from pathlib import Path
 from types import FrameType
 
 from worker_agent.agent import Agent
-from worker_agent.config import ConfigError, load_config
+from worker_agent.config import AgentConfig, ConfigError, load_config
+from worker_agent.health import agent_health
+from worker_agent.logs import configure_logging
 
 log = logging.getLogger("worker_agent")
 
@@ -37,7 +39,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--aria2-port", type=int, help="aria2 RPC port, 0 = any free (aria2.port)")
     parser.add_argument("--heartbeat-timeout", type=float, help="self-fencing delay in seconds")
     parser.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="health check: exit 0 if this agent's aria2c answers and its state dir is sane",
+    )
     return parser
+
+
+def run_check(config: AgentConfig) -> int:
+    """Print the health check's verdict; 0 healthy, 1 not."""
+    problems = agent_health(config)
+    for problem in problems:
+        print(f"worker_agent: unhealthy: {problem}", file=sys.stderr)
+    if problems:
+        return 1
+    print(f"worker_agent: {config.name} healthy")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,7 +80,15 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"worker_agent: {exc}", file=sys.stderr)
         return 2
-    logging.getLogger().setLevel(config.log_level)
+    if args.check:
+        return run_check(config)
+    try:
+        configure_logging(config.log_level, log_file=config.log_file, log_format=config.log_format)
+    except OSError as exc:
+        print(
+            f"worker_agent: config log_file: cannot write {config.log_file}: {exc}", file=sys.stderr
+        )
+        return 2
     if not config.api_key:
         log.warning("no join key: set dispatcher.api_key or ARIACLUSTER_JOIN_KEY")
     try:

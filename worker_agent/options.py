@@ -21,6 +21,7 @@ _CHECKSUM = re.compile(r"^(md5|sha-1|sha-224|sha-256|sha-384|sha-512|adler32)=[0
 _SELECT_FILE = re.compile(r"^[0-9]{1,6}(-[0-9]{1,6})?(,[0-9]{1,6}(-[0-9]{1,6})?)*$")
 _HEADER = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+:.*$")
 _MAX_TEXT = 2048
+MAX_HEADERS = 32
 
 
 class OptionError(ValueError):
@@ -134,6 +135,8 @@ def validate_task_options(options: Mapping[str, object]) -> dict[str, str | list
             raise OptionError(str(name), "not an allowed per-task option")
         check = _CHECKS[name]
         if name == "header" and isinstance(value, list):
+            if len(value) > MAX_HEADERS:
+                raise OptionError(name, f"at most {MAX_HEADERS} headers per task")
             headers = [_check_string(name, item) for item in value]
             for header in headers:
                 check(name, header)

@@ -23,6 +23,7 @@ from worker_agent.aria2_rpc import Aria2Refused
 from worker_agent.downloads import Downloads, looks_like_root_gid, owner_task_id
 from worker_agent.journal import JournalEntry, task_gid
 from worker_agent.options import OptionError, validate_task_options
+from worker_agent.urlpolicy import URL_DENIED_ERROR_CODE, UrlDenied
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,15 @@ def add_assignment(downloads: Downloads, assignment: Assignment, *, fenced: bool
     except OptionError as exc:
         entry.phase, entry.error_message = "failed", str(exc)
         downloads.journal.write(entry)
+        return entry
+    try:
+        downloads.check_urls(entry)
+    except UrlDenied as exc:
+        # Checked again here, after DNS: the dispatcher fails the task without retrying.
+        entry.phase, entry.error_message = "failed", str(exc)
+        entry.error_code = URL_DENIED_ERROR_CODE
+        downloads.journal.write(entry)
+        log.warning("task %s refused: %s", entry.task_id, exc)
         return entry
     try:
         downloads.add(entry, paused=fenced or entry.state == "pause")

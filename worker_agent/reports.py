@@ -29,6 +29,7 @@ from worker_agent.dispatcher_client import (
 )
 from worker_agent.downloads import Downloads
 from worker_agent.journal import JournalEntry
+from worker_agent.urlpolicy import URL_DENIED_ERROR_CODE
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,9 @@ def owes_started(entry: JournalEntry) -> bool:
     if entry.started_reported:
         return False
     return entry.phase in {"added", "completed"} or (
-        entry.phase == "failed" and entry.error_code is not None
+        entry.phase == "failed"
+        and entry.error_code is not None
+        and entry.error_code != URL_DENIED_ERROR_CODE
     )
 
 

@@ -102,6 +102,8 @@ class Aria2Supervisor:
         self.conf_path = self.state_dir / "aria2.conf"
         self.session_path = self.state_dir / "aria2.session"
         self.output_path = self.state_dir / "aria2c.out"
+        # The RPC port in use, for `python -m worker_agent --check` (the secret is in conf_path).
+        self.port_path = self.state_dir / "aria2.port"
         self.secret = config.aria2_secret or secrets.token_hex(24)
         self.port = config.aria2_port
         self.startup_timeout = startup_timeout
@@ -142,6 +144,12 @@ class Aria2Supervisor:
             "--console-log-level=warn",
             f"--stop-with-process={os.getpid()}",
         ]
+        if not cfg.capabilities.supports_bt:
+            # A plain URL that turns out to be a .torrent must not start BitTorrent (and open
+            # peer ports) on a worker that does not offer it.
+            args.append("--follow-torrent=false")
+        if not cfg.capabilities.supports_metalink:
+            args.append("--follow-metalink=false")
         args.extend(f"--{name}={value}" for name, value in cfg.global_options.items())
         return args
 
@@ -162,6 +170,7 @@ class Aria2Supervisor:
             if self.port:
                 log.warning("aria2 port %s is busy; using %s", self.port, chosen)
             self.port = chosen
+        _private_file(self.port_path, f"{self.port}\n")
 
     def start(self) -> None:
         """Start aria2c and wait until it answers RPC; raises RuntimeError if it cannot."""
@@ -175,6 +184,9 @@ class Aria2Supervisor:
             stdout=self._output,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            # aria2c rewrites its session file (and writes control files) with the process
+            # umask: keep everything it creates owner-only (docs/security.md).
+            umask=0o077,
         )
         deadline = time.monotonic() + self.startup_timeout
         client = self.rpc()

@@ -9,7 +9,12 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, serializers
 from rest_framework.authentication import BaseAuthentication
-from rest_framework.decorators import api_view, authentication_classes, permission_classes
+from rest_framework.decorators import (
+    api_view,
+    authentication_classes,
+    permission_classes,
+    throttle_classes,
+)
 from rest_framework.permissions import AllowAny, BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -19,6 +24,10 @@ from dispatcher import leases
 from dispatcher.selectors import worker_assignments
 from workers_app import services
 from workers_app.models import Worker
+
+# What the database columns hold: bigger numbers are a 400, not an overflow (500).
+MAX_INT32 = 2**31 - 1
+MAX_INT64 = 2**63 - 1
 
 
 def bearer_token(headers: dict[str, str] | Any) -> str | None:
@@ -61,6 +70,8 @@ def agent_endpoint(request_serializer: type[serializers.Serializer]) -> Any:
 
     def decorate(func: Any) -> Any:
         func = permission_classes([IsWorker])(func)
+        # User rate limits never apply to agents: a throttled heartbeat would expire leases.
+        func = throttle_classes([])(func)
         func = authentication_classes([WorkerTokenAuthentication])(func)
         func = api_view(["POST"])(func)
         return extend_schema(request=request_serializer, responses=OpenApiTypes.OBJECT)(func)
@@ -75,8 +86,12 @@ def _valid(serializer_class: type[serializers.Serializer], data: Any) -> dict[st
 
 
 class CapabilitiesSerializer(serializers.Serializer):
-    disk_space = serializers.IntegerField(min_value=0, required=False, default=0)
-    bandwidth = serializers.IntegerField(min_value=0, required=False, default=0)
+    disk_space = serializers.IntegerField(
+        min_value=0, max_value=MAX_INT64, required=False, default=0
+    )
+    bandwidth = serializers.IntegerField(
+        min_value=0, max_value=MAX_INT64, required=False, default=0
+    )
     supports_bt = serializers.BooleanField(required=False, default=True)
     supports_metalink = serializers.BooleanField(required=False, default=True)
     tags = serializers.DictField(
@@ -87,7 +102,9 @@ class CapabilitiesSerializer(serializers.Serializer):
 class RegisterSerializer(serializers.Serializer):
     name = serializers.RegexField(r"^[A-Za-z0-9_.-]{1,100}$")
     hostname = serializers.CharField(max_length=255, required=False, default="", allow_blank=True)
-    pid = serializers.IntegerField(min_value=0, required=False, allow_null=True, default=None)
+    pid = serializers.IntegerField(
+        min_value=0, max_value=MAX_INT32, required=False, allow_null=True, default=None
+    )
     agent_version = serializers.CharField(
         max_length=32, required=False, default="", allow_blank=True
     )
@@ -95,7 +112,9 @@ class RegisterSerializer(serializers.Serializer):
         max_length=32, required=False, default="", allow_blank=True
     )
     max_tasks = serializers.IntegerField(min_value=1, max_value=1000, required=False, default=5)
-    free_disk = serializers.IntegerField(min_value=0, required=False, default=0)
+    free_disk = serializers.IntegerField(
+        min_value=0, max_value=MAX_INT64, required=False, default=0
+    )
     capabilities = CapabilitiesSerializer(required=False, default=dict)
 
 
@@ -117,6 +136,7 @@ class JoinKeyChallenge(BaseAuthentication):
 @api_view(["POST"])
 @authentication_classes([JoinKeyChallenge])
 @permission_classes([AllowAny])
+@throttle_classes([])
 def register(request: Request) -> Response:
     join_key = request.headers.get("X-Join-Key") or bearer_token(request.headers)
     if not join_key or not services.join_key_is_valid(join_key):
@@ -135,20 +155,22 @@ def register(request: Request) -> Response:
             "heartbeat_interval": wm.heartbeat_interval,
             "heartbeat_timeout": wm.heartbeat_timeout,
             "progress_interval": 1.0,
+            # The agent checks every URL against the same policy after resolving its host.
+            "url_policy": settings.ARIACLUSTER.security.url_policy.to_dict(),
         }
     )
 
 
 class HeldTaskSerializer(serializers.Serializer):
-    task_id = serializers.IntegerField(min_value=1)
-    epoch = serializers.IntegerField(min_value=0)
+    task_id = serializers.IntegerField(min_value=1, max_value=MAX_INT64)
+    epoch = serializers.IntegerField(min_value=0, max_value=MAX_INT32)
 
 
 class HeartbeatSerializer(serializers.Serializer):
-    slots_used = serializers.IntegerField(min_value=0, default=0)
-    download_speed = serializers.IntegerField(min_value=0, default=0)
-    upload_speed = serializers.IntegerField(min_value=0, default=0)
-    free_disk = serializers.IntegerField(min_value=0, default=0)
+    slots_used = serializers.IntegerField(min_value=0, max_value=MAX_INT32, default=0)
+    download_speed = serializers.IntegerField(min_value=0, max_value=MAX_INT64, default=0)
+    upload_speed = serializers.IntegerField(min_value=0, max_value=MAX_INT64, default=0)
+    free_disk = serializers.IntegerField(min_value=0, max_value=MAX_INT64, default=0)
     tasks = HeldTaskSerializer(many=True, required=False, default=list)
 
 
@@ -164,26 +186,26 @@ GID_RE = r"^[0-9a-fA-F]{16}$"
 
 
 class FileStateSerializer(serializers.Serializer):
-    index = serializers.IntegerField(min_value=1)
+    index = serializers.IntegerField(min_value=1, max_value=MAX_INT32)
     path = serializers.CharField(max_length=4096, allow_blank=True)
-    size = serializers.IntegerField(min_value=0)
-    completed = serializers.IntegerField(min_value=0)
+    size = serializers.IntegerField(min_value=0, max_value=MAX_INT64)
+    completed = serializers.IntegerField(min_value=0, max_value=MAX_INT64)
     selected = serializers.BooleanField()
 
 
 class ProgressItemSerializer(serializers.Serializer):
-    task_id = serializers.IntegerField(min_value=1)
-    epoch = serializers.IntegerField(min_value=0)
+    task_id = serializers.IntegerField(min_value=1, max_value=MAX_INT64)
+    epoch = serializers.IntegerField(min_value=0, max_value=MAX_INT32)
     status = serializers.CharField(max_length=16, required=False, default="active")
-    total_length = serializers.IntegerField(min_value=0, default=0)
-    completed_length = serializers.IntegerField(min_value=0, default=0)
-    download_speed = serializers.IntegerField(min_value=0, default=0)
-    upload_speed = serializers.IntegerField(min_value=0, default=0)
-    connections = serializers.IntegerField(min_value=0, default=0)
+    total_length = serializers.IntegerField(min_value=0, max_value=MAX_INT64, default=0)
+    completed_length = serializers.IntegerField(min_value=0, max_value=MAX_INT64, default=0)
+    download_speed = serializers.IntegerField(min_value=0, max_value=MAX_INT64, default=0)
+    upload_speed = serializers.IntegerField(min_value=0, max_value=MAX_INT64, default=0)
+    connections = serializers.IntegerField(min_value=0, max_value=MAX_INT32, default=0)
     gid = serializers.RegexField(GID_RE, required=False, default="")
     phase = serializers.CharField(max_length=32, required=False, default="", allow_blank=True)
     seeding = serializers.BooleanField(required=False, default=False)
-    uploaded_length = serializers.IntegerField(min_value=0, default=0)
+    uploaded_length = serializers.IntegerField(min_value=0, max_value=MAX_INT64, default=0)
     files = serializers.ListField(
         child=FileStateSerializer(), required=False, default=None, max_length=100000
     )
@@ -210,7 +232,7 @@ def progress(request: Request) -> Response:
 
 
 class EpochSerializer(serializers.Serializer):
-    epoch = serializers.IntegerField(min_value=0)
+    epoch = serializers.IntegerField(min_value=0, max_value=MAX_INT32)
 
 
 class StartedSerializer(EpochSerializer):
@@ -225,7 +247,7 @@ class ResultFileSerializer(serializers.Serializer):
         _SAFE_PATH,
         error_messages={"invalid": "must be a relative path inside the download dir, without '..'"},
     )
-    size = serializers.IntegerField(min_value=0)
+    size = serializers.IntegerField(min_value=0, max_value=MAX_INT64)
     sha256 = serializers.RegexField(r"^[0-9a-f]{64}$")
 
 
@@ -235,7 +257,9 @@ class CompletedSerializer(EpochSerializer):
 
 
 class FailedSerializer(EpochSerializer):
-    error_code = serializers.IntegerField(allow_null=True, required=False, default=None)
+    error_code = serializers.IntegerField(
+        min_value=-MAX_INT32, max_value=MAX_INT32, allow_null=True, required=False, default=None
+    )
     error_message = serializers.CharField(
         max_length=4000, allow_blank=True, required=False, default=""
     )

@@ -15,6 +15,10 @@ from ariacluster.config import ConfigError, DispatcherConfig, load_config, parse
 
 ROOT = Path(__file__).resolve().parents[2]
 
+# Configured keys must be at least 32 characters (shorter ones are refused unless DEBUG).
+LONG_KEY_ONE = "secret-one-0123456789abcdefghijklmnop"
+LONG_KEY_TWO = "secret-two-0123456789abcdefghijklmnop"
+
 ORIGINAL = {
     "host": "0.0.0.0",
     "port": 8080,
@@ -27,7 +31,7 @@ ORIGINAL = {
         "auto_remove_offline": True,
         "offline_threshold": 600,
     },
-    "security": {"api_key_required": True, "api_keys": ["secret-one", "secret-two"]},
+    "security": {"api_key_required": True, "api_keys": [LONG_KEY_ONE, LONG_KEY_TWO]},
 }
 
 
@@ -66,7 +70,7 @@ def test_the_original_schema_parses_with_every_value_kept(tmp_path: Path) -> Non
     assert config.worker_management.heartbeat_timeout == 20
     assert config.worker_management.auto_remove_offline is True
     assert config.worker_management.offline_threshold == 600
-    assert config.security.api_keys == ("secret-one", "secret-two")
+    assert config.security.api_keys == (LONG_KEY_ONE, LONG_KEY_TWO)
     assert config.source == str(path)
 
 
@@ -107,7 +111,7 @@ def test_postgresql_with_a_url_parses() -> None:
         ({"database": {"file": "x.db"}}, "database.file"),
         ({"database": []}, "database"),
         ({"security": {"api_keys": "secret"}}, "security.api_keys"),
-        ({"security": {"api_keys": ["ok", 5]}}, "security.api_keys[1]"),
+        ({"security": {"api_keys": [LONG_KEY_ONE, 5]}}, "security.api_keys[1]"),
         ({"security": {"api_keys": ["  "]}}, "security.api_keys[0]"),
         ({"security": {"join_keys": [""]}}, "security.join_keys[0]"),
         ({"security": {"api_key_required": "false"}}, "security.api_key_required"),
@@ -194,3 +198,68 @@ def test_starting_with_an_invalid_file_exits_with_code_2_naming_the_key(
     assert result.returncode == 2, result.stderr
     assert key_path in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("key", ["default-api-key-change-me", "short-key", "x" * 31])
+@pytest.mark.parametrize("section", ["api_keys", "join_keys"])
+def test_the_default_key_and_short_keys_are_refused_with_how_to_make_a_real_one(
+    key: str, section: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DEBUG", raising=False)
+
+    with pytest.raises(ConfigError) as excinfo:
+        parse_config({"security": {section: [LONG_KEY_ONE, key]}})
+
+    message = str(excinfo.value)
+    assert message.startswith(f"security.{section}[1]: refused")
+    assert "manage.py create_api_key" in message and key not in message
+
+
+def test_weak_keys_are_accepted_in_debug(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEBUG", "1")
+
+    config = parse_config({"security": {"api_keys": ["default-api-key-change-me"]}})
+
+    assert config.security.api_keys == ("default-api-key-change-me",)
+
+
+def test_loopback_and_private_urls_are_denied_by_default_only_in_production(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("ARIACLUSTER_PRODUCTION", raising=False)
+    demo = parse_config({}).security.url_policy
+    monkeypatch.setenv("ARIACLUSTER_PRODUCTION", "1")
+    production = parse_config({}).security.url_policy
+    explicit = parse_config({"security": {"url_policy": {"allow_loopback": True}}})
+
+    assert (demo.allow_loopback, demo.allow_private) == (True, True)
+    assert (production.allow_loopback, production.allow_private) == (False, False)
+    assert explicit.security.url_policy.allow_loopback is True
+    assert [str(n) for n in production.deny_networks] == [
+        "169.254.0.0/16",
+        "fe80::/10",
+        "fd00:ec2::254/128",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("security", "key_path"),
+    [
+        (
+            {"url_policy": {"deny_networks": ["10.0.0.0/33"]}},
+            "security.url_policy.deny_networks[0]",
+        ),
+        ({"url_policy": {"allow_loopback": "yes"}}, "security.url_policy.allow_loopback"),
+        ({"url_policy": {"block": []}}, "security.url_policy.block"),
+        ({"rate_limits": {"read": "lots"}}, "security.rate_limits.read"),
+        ({"rate_limits": {"delete": "1/s"}}, "security.rate_limits.delete"),
+        ({"max_queued_per_user": 0}, "security.max_queued_per_user"),
+    ],
+)
+def test_bad_security_settings_are_refused_naming_their_key(
+    security: dict[str, object], key_path: str
+) -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        parse_config({"security": security})
+
+    assert str(excinfo.value).startswith(f"{key_path}:")

@@ -79,6 +79,15 @@ class TaskOutputSerializer(serializers.ModelSerializer):
         return {"files": task.result, "worker": self.get_worker(task)}
 
 
+class TaskPageSerializer(serializers.Serializer):
+    """One page of the task list (schema only): `page` / `page_size` pick it."""
+
+    count = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = TaskOutputSerializer(many=True)
+
+
 class TaskEventSerializer(serializers.ModelSerializer):
     class Meta:
         model = TaskEvent

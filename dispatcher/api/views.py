@@ -27,6 +27,7 @@ from dispatcher.api.serializers import (
     TaskEventSerializer,
     TaskInputSerializer,
     TaskOutputSerializer,
+    TaskPageSerializer,
 )
 from dispatcher.idempotency import idempotent
 from dispatcher.models import Task, TaskKind, TaskStatus
@@ -101,7 +102,9 @@ FILTERS = [
 ]
 
 
-@extend_schema(methods=["GET"], parameters=FILTERS, responses=TaskOutputSerializer(many=True))
+@extend_schema(
+    methods=["GET"], operation_id="v1_tasks_list", parameters=FILTERS, responses=TaskPageSerializer
+)
 @extend_schema(methods=["POST"], request=TaskInputSerializer, responses={201: TaskOutputSerializer})
 @api_view(["GET", "POST"])
 def task_collection(request: Request) -> Response:
@@ -120,6 +123,7 @@ def task_collection(request: Request) -> Response:
     if digest and not _SHA256.match(digest):
         raise exceptions.ValidationError({"sha256": ["must be 64 hex digits"]})
     tasks = selectors.task_list(
+        base=selectors.tasks_visible_to(request.user),
         sha256=digest,
         status=wanted,
         worker=params.get("worker"),
@@ -157,6 +161,13 @@ def _create_batch(request: Request) -> Response:
     )
 
 
+def _visible_task(request: Request, task_id: int) -> Task:
+    """The task if this caller may see it; 404 (not 403) for another user's task."""
+    return get_object_or_404(
+        selectors.tasks_visible_to(request.user).select_related("worker"), pk=task_id
+    )
+
+
 def _act_task(call: Callable[[], Task]) -> Task:
     try:
         return call()
@@ -176,7 +187,7 @@ def _act(call: Callable[[], Task]) -> Response:
 def task_detail(request: Request, task_id: int) -> Response:
     """Read a task; DELETE cancels it (the original's semantics); PATCH changes priority
     and/or options (see `task_options`)."""
-    task = get_object_or_404(Task.objects.select_related("worker"), pk=task_id)
+    task = _visible_task(request, task_id)
     if request.method == "DELETE":
         return _act(lambda: services.task_cancel(task=task))
     if request.method == "PATCH":
@@ -202,7 +213,7 @@ def task_detail(request: Request, task_id: int) -> Response:
 def task_options(request: Request, task_id: int) -> Response:
     """Change options of an unfinished task: speed limits apply live, anything else restarts
     the download on the same worker keeping its data. A null value removes an option."""
-    task = get_object_or_404(Task, pk=task_id)
+    task = _visible_task(request, task_id)
     options = _body(request).get("options")
     return _act(lambda: services.task_change_options(task=task, options=options))
 
@@ -213,7 +224,7 @@ def task_options(request: Request, task_id: int) -> Response:
 def task_files(request: Request, task_id: int) -> Response:
     """GET the file list; POST ``{"select": [1, 3]}`` chooses files (aria2 `select-file`)
     and starts a download that waits for a selection."""
-    task = get_object_or_404(Task, pk=task_id)
+    task = _visible_task(request, task_id)
     if request.method == "POST":
         select = _body(request).get("select")
         return _act(lambda: services.task_select_files(task=task, select=select))
@@ -234,7 +245,7 @@ ACTIONS: dict[str, Callable[..., Task]] = {
 @api_view(["POST"])
 def task_action(request: Request, task_id: int, action: str) -> Response:
     """POST /tasks/{id}/{cancel|pause|resume|retry}/ — 409 when the status forbids it."""
-    task = get_object_or_404(Task, pk=task_id)
+    task = _visible_task(request, task_id)
     if action == "priority":
         priority = _body(request).get("priority")
         return _act(lambda: services.task_set_priority(task=task, priority=priority))
@@ -244,7 +255,7 @@ def task_action(request: Request, task_id: int, action: str) -> Response:
 @extend_schema(responses=TaskEventSerializer(many=True))
 @api_view(["GET"])
 def task_events(request: Request, task_id: int) -> Response:
-    task = get_object_or_404(Task, pk=task_id)
+    task = _visible_task(request, task_id)
     return Response(TaskEventSerializer(task.events.all(), many=True).data)
 
 

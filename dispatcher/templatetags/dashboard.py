@@ -65,3 +65,13 @@ def priority_label(value: Any) -> str:
         return str(Priority(int(value)).label)
     except (TypeError, ValueError):
         return str(value)
+
+
+@register.filter
+def ratio(uploaded: Any, downloaded: Any) -> str:
+    """Share ratio as aria2 shows it: 1536, 1024 -> '1.50'."""
+    try:
+        down = float(downloaded)
+        return f"{float(uploaded) / down:.2f}" if down > 0 else "—"
+    except (TypeError, ValueError):
+        return "—"

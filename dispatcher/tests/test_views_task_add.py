@@ -66,7 +66,8 @@ def test_one_bad_line_creates_nothing_and_names_the_line(staff_client: Client) -
     )
     assert response.status_code == 400
     (error,) = field_errors(response, "uris")
-    assert error.startswith("line 2: 'gopher://old.x/f': scheme 'gopher' is not allowed")
+    assert error.startswith("line 2: 'gopher://old.x/f': ")
+    assert "scheme 'gopher' is not allowed" in error
     assert Task.objects.count() == 0
 
 

@@ -30,6 +30,18 @@
   var lastFlush = 0;
   var attempts = 0;
   var everOpened = false;
+  var htmxBusy = 0; // htmx requests in flight: their swap targets must stay in the page
+
+  /* While the user's own htmx request runs, live swaps wait (they would detach its target). */
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    var xhr = event.detail && event.detail.xhr;
+    if (!xhr) return;
+    htmxBusy += 1;
+    xhr.addEventListener("loadend", function () {
+      htmxBusy = Math.max(0, htmxBusy - 1);
+      if (pending()) schedule();
+    });
+  });
 
   function setState(state, text) {
     if (statusEl) {
@@ -55,23 +67,43 @@
     return template.content;
   }
 
-  function checkedBoxes(root) {
-    var out = new Set();
-    root.querySelectorAll("input[type=checkbox]").forEach(function (box) {
-      if (box.checked) out.add(box.name + "=" + box.value);
-    });
-    return out;
+  function controlKey(control) {
+    return (control.id || control.name) + "=" + (control.type === "checkbox" || control.type === "radio" ? control.value : "");
   }
 
-  /* Swap in the fresh element, keeping the user's ticked boxes and keyboard focus. */
+  /* What the user changed in the region's form fields (vs. what the server rendered). */
+  function userEdits(root) {
+    var edits = new Map();
+    root.querySelectorAll("input, select, textarea").forEach(function (control) {
+      if (control.type === "checkbox" || control.type === "radio") {
+        if (control.checked !== control.defaultChecked) edits.set(controlKey(control), control.checked);
+      } else if (control.tagName === "SELECT") {
+        var changed = Array.prototype.some.call(control.options, function (option) {
+          return option.selected !== option.defaultSelected;
+        });
+        if (changed) edits.set(controlKey(control), control.value);
+      } else if (control.type !== "hidden" && control.type !== "file" && control.value !== control.defaultValue) {
+        edits.set(controlKey(control), control.value);
+      }
+    });
+    return edits;
+  }
+
+  /* Swap in the fresh element, keeping the user's unsent edits (ticked boxes, typed values)
+     and keyboard focus. */
   function replace(current, fresh) {
     var active = document.activeElement;
     var focusedId = active && current.contains(active) ? active.id : null;
-    var ticked = checkedBoxes(current);
+    var edits = userEdits(current);
     current.replaceWith(fresh);
-    fresh.querySelectorAll("input[type=checkbox]").forEach(function (box) {
-      if (ticked.has(box.name + "=" + box.value)) box.checked = true;
-    });
+    if (edits.size) {
+      fresh.querySelectorAll("input, select, textarea").forEach(function (control) {
+        var key = controlKey(control);
+        if (!edits.has(key)) return;
+        if (control.type === "checkbox" || control.type === "radio") control.checked = edits.get(key);
+        else control.value = edits.get(key);
+      });
+    }
     if (window.htmx) window.htmx.process(fresh);
     if (focusedId) {
       var again = document.getElementById(focusedId);
@@ -82,6 +114,10 @@
   function refreshRegion(region) {
     region.liveLast = Date.now();
     return fetchHtml(region.getAttribute("data-live-url")).then(function (html) {
+      if (htmxBusy) {
+        fullRefresh = true; // read again once the user's request is done
+        return;
+      }
       var fresh = parse(html).getElementById(region.id);
       if (fresh && document.body.contains(region)) replace(region, fresh);
     });
@@ -94,6 +130,10 @@
     region.liveLast = Date.now();
     url += (url.indexOf("?") < 0 ? "?" : "&") + "ids=" + ids.join(",");
     return fetchHtml(url).then(function (html) {
+      if (htmxBusy) {
+        ids.forEach(function (id) { changed[kind].add(id); });
+        return false;
+      }
       var fragment = parse(html);
       var missing = false;
       ids.forEach(function (id) {
@@ -161,7 +201,7 @@
 
   function flush() {
     timer = null;
-    if (inFlight) return; // rescheduled when the running pass ends
+    if (inFlight || htmxBusy) return; // rescheduled when the running pass / request ends
     var notices = { tasks: Array.from(changed.tasks), workers: Array.from(changed.workers) };
     var all = fullRefresh;
     changed.tasks.clear();

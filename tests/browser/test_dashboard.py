@@ -7,7 +7,6 @@ own event loop never meets the dispatcher's). Screenshots go to $ARIACLUSTER_SCR
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import time
@@ -17,6 +16,14 @@ from typing import Any
 
 import pytest
 
+from tests.browser.support import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    assert_not_reloaded,
+    mark_page,
+    screenshot,
+    wait_live,
+)
 from tests.support.e2e import Cluster, dump_logs, running_cluster
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
@@ -24,17 +31,7 @@ expect = playwright_sync.expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.timeout(240)]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 USER, PASSWORD = "ui", "ui-password-1234"
-SHOTS = Path(os.environ.get("ARIACLUSTER_SCREENSHOTS", "/tmp/ariacluster-screenshots"))
 
 
 @pytest.fixture(scope="module")
@@ -75,27 +72,6 @@ def page(browser: Any, cluster: Cluster) -> Iterator[Any]:
     expect(page).to_have_url(cluster.local.url + "/")
     yield page
     context.close()
-
-
-def mark_page(page: Any) -> None:
-    """Tag the loaded document; a reload would lose the tag."""
-    page.evaluate("document.documentElement.dataset.testMark = 'kept'")
-
-
-def assert_not_reloaded(page: Any) -> None:
-    assert page.evaluate("document.documentElement.dataset.testMark") == "kept"
-
-
-def wait_live(page: Any) -> None:
-    page.wait_for_selector("body[data-live-connected=true]", state="attached", timeout=15_000)
-
-
-def screenshot(page: Any, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    for scheme in ("light", "dark"):
-        page.emulate_media(color_scheme=scheme)
-        page.screenshot(path=str(SHOTS / f"{name}-{scheme}.png"), full_page=True)
-    page.emulate_media(color_scheme="light")
 
 
 def test_a_download_added_through_the_form_completes_live_and_another_is_canceled(

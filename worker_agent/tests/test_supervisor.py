@@ -66,3 +66,69 @@ def test_stop_terminates_aria2c(make_config):
     sup.stop()
     assert process.poll() is not None
     assert not sup.ensure_running()
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    return inodes
+
+
+def _sockets_of(pid: int) -> list[tuple[str, str, int, str]]:
+    """(table, local address hex, port, state) of every inet socket the process holds."""
+    inodes = _socket_inodes(pid)
+    found = []
+    for table in ("tcp", "tcp6", "udp", "udp6"):
+        with open(f"/proc/net/{table}") as handle:
+            for line in handle.readlines()[1:]:
+                fields = line.split()
+                if fields[9] in inodes:
+                    address, port_hex = fields[1].rsplit(":", 1)
+                    found.append((table, address, int(port_hex, 16), fields[3]))
+    return found
+
+
+def test_aria2c_opens_no_port_but_its_loopback_rpc_and_no_udp_dht(supervisor):
+    # Exercise it a little first: a paused download and a session save.
+    rpc = supervisor.rpc()
+    rpc.call("aria2.addUri", ["http://127.0.0.1:9/x"], {"pause": "true"})
+    rpc.call("aria2.saveSession")
+    assert supervisor.process is not None
+    sockets = _sockets_of(supervisor.process.pid)
+    listening = [s for s in sockets if s[0].startswith("tcp") and s[3] == "0A"]
+    loopback = {"0100007F", "00000000000000000000000001000000"}
+    assert listening and all(s[1] in loopback and s[2] == supervisor.port for s in listening)
+    assert not [s for s in sockets if s[0].startswith("udp")], "DHT/LPD would listen on UDP"
+    command = " ".join(supervisor.command())
+    for flag in (
+        "--enable-dht=false",
+        "--enable-dht6=false",
+        "--bt-enable-lpd=false",
+        "--enable-peer-exchange=false",
+        "--no-netrc=true",
+        "--seed-time=0",
+        "--rpc-listen-all=false",
+    ):
+        assert flag in command
+
+
+def test_the_session_file_stays_owner_only_after_aria2c_rewrites_it(supervisor):
+    supervisor.rpc().call("aria2.addUri", ["http://127.0.0.1:9/x"], {"pause": "true"})
+    supervisor.rpc().call("aria2.saveSession")
+
+    assert stat.S_IMODE(supervisor.session_path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(supervisor.state_dir.stat().st_mode) == 0o700
+
+
+def test_a_worker_without_bittorrent_never_follows_a_downloaded_torrent(make_config):
+    config = make_config(worker={"capabilities": {"supports_bt": False}})
+
+    command = Aria2Supervisor(config).command()
+
+    assert "--follow-torrent=false" in command

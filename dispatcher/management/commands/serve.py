@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
-import sys
 from typing import Any
 
 from daphne.access import AccessLogGenerator
@@ -13,18 +11,28 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 logger = logging.getLogger("ariacluster")
-
-_SECRET_PARAM = re.compile(r"([?&]api_key=)[^&\s\"]*", re.IGNORECASE)
-
-
-def redact(text: str) -> str:
-    """Hide `?api_key=` values: keys must never reach a log."""
-    return _SECRET_PARAM.sub(r"\1[redacted]", text)
+access_logger = logging.getLogger("ariacluster.access")
 
 
-class RedactingAccessLog(AccessLogGenerator):  # type: ignore[misc]
-    def write_entry(self, host: Any, date: Any, request: str, *args: Any, **kwargs: Any) -> None:
-        super().write_entry(host, date, redact(request), *args, **kwargs)
+class AccessLog(AccessLogGenerator):  # type: ignore[misc]
+    """Daphne's access log sent through `logging`: redacted (`?api_key=` and other secrets, by
+    `worker_agent.logs.RedactingFilter`), rotated and JSON-formatted like every other line."""
+
+    def __init__(self) -> None:
+        super().__init__(stream=None)
+
+    def write_entry(
+        self,
+        host: Any,
+        date: Any,
+        request: str,
+        status: Any = None,
+        length: Any = None,
+        ident: Any = None,
+        user: Any = None,
+    ) -> None:
+        client = host[0] if isinstance(host, list | tuple) and host else host
+        access_logger.info('%s "%s" %s %s', client, request, status or "-", length or "-")
 
 
 class Command(BaseCommand):
@@ -62,7 +70,7 @@ class Command(BaseCommand):
 
         from ariacluster.asgi import application
 
-        access_log = None if options["no_access_log"] else RedactingAccessLog(sys.stdout)
+        access_log = None if options["no_access_log"] else AccessLog()
         logger.info(
             "dispatcher listening on http://%s:%s/ (config: %s)",
             host,
