@@ -144,6 +144,11 @@ def _drop_unlisted(
         if entry.phase == "seeding":
             # Completed and accepted; the agent keeps it until aria2 stops seeding.
             continue
+        if entry.phase == "completed":
+            # A completion report is pending: the dispatcher may already have accepted it (the
+            # answer was lost in a crash), so it is no longer listed. The report sender resolves
+            # it: 200 keeps the files, 409 drops them. Dropping here could delete accepted data.
+            continue
         if listed is None:
             downloads.forget(entry, delete_files=True)
             outcome.dropped.append(task_id)

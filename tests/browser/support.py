@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import pytest
+
+from tests.support.e2e import Cluster, dump_logs, running_cluster
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -85,3 +91,31 @@ def screenshot(page: Any, name: str) -> None:
         page.emulate_media(color_scheme=scheme)
         page.screenshot(path=str(SHOTS / f"{name}-{scheme}.png"), full_page=True, caret="initial")
     page.emulate_media(color_scheme="light")
+
+
+@contextmanager
+def staffed_cluster(base: Path, *, workers: int, user: str, password: str) -> Iterator[Cluster]:
+    """A running cluster (tests/support/e2e.py) with one staff login; logs printed on failure."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian chromium is not installed at /usr/bin/chromium")
+    with running_cluster(base, workers=workers) as running:
+        running.local.manage(
+            "shell",
+            "-c",
+            "from django.contrib.auth.models import User; "
+            f"User.objects.create_user({user!r}, password={password!r}, is_staff=True)",
+        )
+        try:
+            yield running
+        except Exception:
+            print(dump_logs(base))
+            raise
+
+
+@contextmanager
+def launched_chromium(playwright_sync: Any) -> Iterator[Any]:
+    """Debian's Chromium driven by Playwright (never a downloaded browser build)."""
+    with playwright_sync.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

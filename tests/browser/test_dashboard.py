@@ -11,20 +11,19 @@ import re
 import signal
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.browser.support import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     assert_not_reloaded,
+    launched_chromium,
     mark_page,
     screenshot,
+    staffed_cluster,
     wait_live,
 )
-from tests.support.e2e import Cluster, dump_logs, running_cluster
+from tests.support.e2e import Cluster
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 expect = playwright_sync.expect
@@ -36,29 +35,15 @@ USER, PASSWORD = "ui", "ui-password-1234"
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian chromium is not installed at /usr/bin/chromium")
     base = tmp_path_factory.mktemp("browser")
-    with running_cluster(base) as running:
-        running.local.manage(
-            "shell",
-            "-c",
-            "from django.contrib.auth.models import User; "
-            f"User.objects.create_user({USER!r}, password={PASSWORD!r}, is_staff=True)",
-        )
-        try:
-            yield running
-        except Exception:
-            print(dump_logs(base))
-            raise
+    with staffed_cluster(base, workers=2, user=USER, password=PASSWORD) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with playwright_sync.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with launched_chromium(playwright_sync) as launched:
         yield launched
-        launched.close()
 
 
 @pytest.fixture

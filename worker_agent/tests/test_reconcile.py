@@ -116,3 +116,22 @@ def test_options_that_fail_validation_become_a_failed_entry_not_an_aria2_downloa
     assert entry is not None
     assert entry.phase == "failed" and entry.error_code is None and "'dir'" in entry.error_message
     assert downloads.rpc.poll().downloads == {}
+
+
+def test_an_unlisted_task_with_a_pending_completion_keeps_its_files(supervisor, rangeserver, files):
+    digest = make_random_file(files / "a.bin", 200_000, seed=9)
+    downloads = make_downloads(supervisor)
+    reconcile(downloads, [assignment(rangeserver, 4)], fenced=False, finished=set())
+    wait_until(lambda: downloads.rpc.poll().downloads[task_gid(4, 1)]["status"] == "complete")
+    entry = downloads.journal.get(4)
+    assert entry is not None
+    # The agent hashed it and owes the dispatcher a completion report when it is restarted; the
+    # dispatcher, which accepted that completion before the crash, no longer lists the task.
+    entry.phase = "completed"
+    downloads.journal.write(entry)
+
+    outcome = reconcile(downloads, [], fenced=False, finished=set())
+
+    assert outcome.dropped == []
+    assert downloads.journal.get(4) is not None
+    assert sha256_of(downloads.task_dir(4) / "a.bin") == digest
