@@ -7,9 +7,12 @@ variables, which win over the file. A fresh clone runs with no configuration at 
 
 from __future__ import annotations
 
+import atexit
 import os
 import secrets
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import dj_database_url
@@ -139,19 +142,14 @@ def _databases() -> dict[str, dict[str, object]]:
             config["OPTIONS"] = pg_options
         return {"default": config}
     if db_type == "memory":
-        # Shared-cache in-memory SQLite: every connection of this process sees one database,
-        # and it is gone when the process exits (documented in docs/configuration.md).
-        name = "file:ariacluster-memory?mode=memory&cache=shared"
-        options: dict[str, object] = {"uri": True, "transaction_mode": "IMMEDIATE", "timeout": 20}
-        return {
-            "default": {
-                "ENGINE": "django.db.backends.sqlite3",
-                "NAME": name,
-                "OPTIONS": options,
-                "TEST": {"NAME": name},
-            }
-        }
-    path = Path(ARIACLUSTER.database.path)
+        # "memory" keeps the original's meaning (gone when the process stops) with SQLite's
+        # normal locking: a file in a private temporary folder, deleted at exit. Shared-cache
+        # in-memory SQLite fails concurrent requests with "database table is locked".
+        folder = Path(tempfile.mkdtemp(prefix="ariacluster-memory-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        path = folder / "dispatcher.db"
+    else:
+        path = Path(ARIACLUSTER.database.path)
     if not path.is_absolute():
         path = BASE_DIR / path
     path.parent.mkdir(parents=True, exist_ok=True)
