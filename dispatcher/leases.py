@@ -31,6 +31,7 @@ from dispatcher.models import (
     TaskEventKind,
     TaskStatus,
 )
+from dispatcher.placement import refresh_after_commit
 from workers_app.models import LIVE_WORKER_STATUSES, Worker, WorkerStatus
 
 logger = logging.getLogger(__name__)
@@ -62,17 +63,6 @@ class ProgressItem:
     uploaded_length: int = 0
     # None: unchanged since the agent's last report (it sends the list only when it changes).
     files: list[dict[str, Any]] | None = None
-
-
-def _after_commit_refresh(task_ids: list[int], *, place: bool) -> None:
-    def run() -> None:
-        broadcast.broadcast_task_updated(task_ids)
-        if place:
-            from dispatcher.placement import task_assign_pending
-
-            task_assign_pending()
-
-    transaction.on_commit(run)
 
 
 def _leased_task(worker: Worker, task_id: int, epoch: int) -> Task:
@@ -117,7 +107,7 @@ def task_report_started(*, worker: Worker, task_id: int, epoch: int, gid: str) -
         if changed:
             task.save(update_fields=["gid", "status", "started_at", "updated_at"])
             _event(task, TaskEventKind.STARTED, worker, f"gid {gid}", now)
-            _after_commit_refresh([task.pk], place=False)
+            refresh_after_commit(task_ids=[task.pk], place=False)
     return task
 
 
@@ -222,7 +212,7 @@ def task_report_progress(*, worker: Worker, items: list[ProgressItem]) -> list[i
                 Task.objects.filter(pk=task.pk).update(
                     **{name: getattr(task, name) for name in PROGRESS_FIELDS}
                 )
-            _after_commit_refresh([t.pk for t in changed], place=False)
+            refresh_after_commit(task_ids=[t.pk for t in changed], place=False)
     return stale
 
 
@@ -272,7 +262,7 @@ def task_report_completed(
         task.error_class = ErrorClass.NONE
         task.save()
         _event(task, TaskEventKind.COMPLETED, worker, f"{len(files)} file(s), {size} bytes", now)
-        _after_commit_refresh([task.pk], place=True)
+        refresh_after_commit(task_ids=[task.pk], place=True)
     return task
 
 
@@ -323,7 +313,7 @@ def task_report_failed(
             )
             place = True
         task.save()
-        _after_commit_refresh([task.pk], place=place)
+        refresh_after_commit(task_ids=[task.pk], place=place)
     return task
 
 
@@ -341,7 +331,7 @@ def task_report_released(*, worker: Worker, task_id: int, epoch: int, reason: st
         task.pending_reason = f"released by {worker.name}: {reason}"[:255]
         task.save()
         _event(task, TaskEventKind.RELEASED, worker, reason, now)
-        _after_commit_refresh([task.pk], place=not paused)
+        refresh_after_commit(task_ids=[task.pk], place=not paused)
     return task
 
 

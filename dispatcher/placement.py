@@ -220,3 +220,20 @@ def task_assign_pending(*, now: datetime | None = None) -> int:
     if total:
         logger.debug("placed %d task(s)", total)
     return total
+
+
+def refresh_after_commit(
+    *, task_ids: Sequence[int] = (), worker_ids: Sequence[int] = (), place: bool = True
+) -> None:
+    """After the current transaction commits: tell dashboards what changed, then place.
+
+    The one hook every write uses when it may have freed a slot or queued work.
+    """
+
+    def run() -> None:
+        broadcast.broadcast_task_updated(list(task_ids))
+        broadcast.broadcast_worker_updated(list(worker_ids))
+        if place:
+            task_assign_pending()
+
+    transaction.on_commit(run)

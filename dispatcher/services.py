@@ -31,6 +31,7 @@ from dispatcher.models import (
     TaskStatus,
     TaskUpload,
 )
+from dispatcher.placement import refresh_after_commit
 from dispatcher.validation import (
     TASK_FIELDS,
     TaskInput,
@@ -76,16 +77,6 @@ class InvalidBatch(Exception):
     def __init__(self, errors: dict[str, Any]) -> None:
         super().__init__(f"{len(errors)} invalid item(s)")
         self.errors = errors
-
-
-def _place_after_commit(task_ids: list[int]) -> None:
-    def run() -> None:
-        from dispatcher.placement import task_assign_pending
-
-        broadcast.broadcast_task_updated(task_ids)
-        task_assign_pending()
-
-    transaction.on_commit(run)
 
 
 def _tell_agent_after_commit(task: Task, message_type: str, worker_id: int | None) -> None:
@@ -135,7 +126,7 @@ def task_create(*, owner: Any = None, **fields: Any) -> Task:
         TaskEvent.objects.create(
             task=task, kind=TaskEventKind.CREATED, message=_created_message(data)
         )
-        _place_after_commit([task.pk])
+        refresh_after_commit(task_ids=[task.pk])
     return task
 
 
@@ -176,7 +167,7 @@ def task_create_batch(*, items: Sequence[dict[str, Any]], owner: Any = None) -> 
             )
             for t, d in zip(tasks, cleaned, strict=True)
         )
-        _place_after_commit([t.pk for t in tasks])
+        refresh_after_commit(task_ids=[t.pk for t in tasks])
     return tasks
 
 
@@ -214,7 +205,7 @@ def task_cancel(*, task: Task) -> Task:
         t.finished_at = timezone.now()
         t.download_speed = 0
         t.connections = 0
-        _place_after_commit([t.pk])
+        refresh_after_commit(task_ids=[t.pk])
         return TaskEventKind.CANCELED
 
     allowed = [s for s in TaskStatus if s not in FINAL_STATUSES]
@@ -226,7 +217,7 @@ def task_pause(*, task: Task) -> Task:
         _tell_agent_after_commit(t, "pause", t.worker_id)
         t.status = TaskStatus.PAUSED
         t.download_speed = 0
-        _place_after_commit([t.pk])
+        refresh_after_commit(task_ids=[t.pk])
         return TaskEventKind.PAUSED
 
     return _transition(task, [TaskStatus.PENDING, *ACTIVE_STATUSES], "pause", change)
@@ -236,7 +227,7 @@ def task_resume(*, task: Task) -> Task:
     def change(t: Task) -> str:
         if t.worker_id is None:
             t.status = TaskStatus.PENDING
-            _place_after_commit([t.pk])
+            refresh_after_commit(task_ids=[t.pk])
         else:
             t.status = TaskStatus.DOWNLOADING if t.started_at else TaskStatus.QUEUED
             _tell_agent_after_commit(t, "resume", t.worker_id)
@@ -266,7 +257,7 @@ def task_retry(*, task: Task) -> Task:
             t.finished_at = None
             t.phase = ""
             t.files = [{**f, "completed": 0} for f in t.files or []]
-        _place_after_commit([t.pk])
+        refresh_after_commit(task_ids=[t.pk])
         return TaskEventKind.RETRIED
 
     return _transition(
@@ -284,7 +275,7 @@ def task_requeue(*, task: Task) -> Task:
         t.epoch += 1
         t.download_speed = 0
         t.connections = 0
-        _place_after_commit([t.pk])
+        refresh_after_commit(task_ids=[t.pk])
         return TaskEventKind.RELEASED
 
     return _transition(task, list(ACTIVE_STATUSES), "requeue", change)
@@ -295,7 +286,7 @@ def task_set_priority(*, task: Task, priority: Any) -> Task:
 
     def change(t: Task) -> str:
         t.priority = value
-        _place_after_commit([t.pk])
+        refresh_after_commit(task_ids=[t.pk])
         return TaskEventKind.PRIORITY
 
     return _transition(task, list(TaskStatus), f"set priority {Priority(value).label} of", change)

@@ -20,6 +20,7 @@ from ariacluster.auth import (
 )
 from dispatcher import broadcast
 from dispatcher.models import LEASED_STATUSES
+from dispatcher.placement import refresh_after_commit
 from workers_app.models import JoinKey, Worker, WorkerStatus
 
 logger = logging.getLogger(__name__)
@@ -61,16 +62,6 @@ def worker_for_token(plaintext: str) -> Worker | None:
     return worker
 
 
-def _after_commit_place(worker_id: int) -> None:
-    def run() -> None:
-        from dispatcher.placement import task_assign_pending
-
-        broadcast.broadcast_worker_updated([worker_id])
-        task_assign_pending()
-
-    transaction.on_commit(run)
-
-
 def worker_register(
     *,
     name: str,
@@ -106,7 +97,7 @@ def worker_register(
         if not was_online:
             worker.status_changed_at = now
         worker.save()
-        _after_commit_place(worker.pk)
+        refresh_after_commit(worker_ids=[worker.pk])
     logger.info("worker %s registered (pid %s, %d slots)", name, pid, max_tasks)
     return Registration(worker=worker, token=secret.plaintext)
 
@@ -131,7 +122,7 @@ def worker_heartbeat(
         for key, value in fields.items():
             setattr(worker, key, value)
         if came_back:
-            _after_commit_place(worker.pk)
+            refresh_after_commit(worker_ids=[worker.pk])
         else:
             transaction.on_commit(lambda: broadcast.broadcast_worker_updated([worker.pk]))
     return worker
@@ -145,7 +136,7 @@ def worker_set_draining(*, worker: Worker, draining: bool) -> Worker:
         if draining:
             transaction.on_commit(lambda: broadcast.broadcast_worker_updated([worker.pk]))
         else:
-            _after_commit_place(worker.pk)
+            refresh_after_commit(worker_ids=[worker.pk])
     return worker
 
 
