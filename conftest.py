@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -31,6 +32,9 @@ def django_db_modify_db_settings(
     database = settings.DATABASES["default"]
     if database["ENGINE"].endswith("sqlite3") and "mode=memory" not in str(database["NAME"]):
         database.setdefault("TEST", {})["NAME"] = str(tmp_path_factory.mktemp("db") / "test.db")
+    elif "postgresql" in database["ENGINE"] and not database.get("TEST", {}).get("NAME"):
+        # Two runs sharing ``test_test`` would drop each other's database: one per process.
+        database.setdefault("TEST", {})["NAME"] = f"test_{database['NAME']}_{os.getpid()}"
 
 
 def replace_config(settings: Any, **sections: dict[str, Any]) -> None:

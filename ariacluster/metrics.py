@@ -1,7 +1,8 @@
 """`GET /metrics`: Prometheus text format, computed from the database at scrape time.
 
-Every figure comes from the database through `dispatcher.selectors`, so any dispatcher process
-answers the same numbers however many run (no per-process counters to merge). Access needs an
+The cluster's figures come from the database through `dispatcher.selectors`, so any dispatcher
+process answers the same numbers however many run. Placement timings are events of one process and
+come from `ariacluster.process_metrics` (per process: scrape each dispatcher). Access needs an
 API key with `admin` scope (or a staff session), or ``Authorization: Bearer <token>`` equal to
 the ``ARIACLUSTER_METRICS_TOKEN`` environment variable when that is set.
 """
@@ -23,6 +24,7 @@ from rest_framework.request import Request
 
 from ariacluster.auth import ApiCredential, ApiKeyAuthentication
 from ariacluster.http import error_body
+from ariacluster.process_metrics import PROCESS_COLLECTORS
 from dispatcher.models import ErrorClass
 from dispatcher.selectors import cluster_status, task_totals
 
@@ -95,6 +97,8 @@ class ClusterCollector(Collector):
 
 REGISTRY = CollectorRegistry(auto_describe=False)
 REGISTRY.register(ClusterCollector())
+for _collector in PROCESS_COLLECTORS:
+    REGISTRY.register(_collector)
 
 
 def metrics_allowed(request: HttpRequest) -> bool:

@@ -2,7 +2,9 @@
 
 Runs as an asyncio task inside every ASGI process (started by the first request or websocket),
 so there is no separate scheduler to deploy. Each step is a conditional, transactional update,
-which is why two or more dispatcher processes can run it at the same time safely.
+which is why two or more dispatcher processes can run it at the same time safely. The tick runs
+on the placement runner's thread, so it never holds up request handling and never overlaps a
+placement pass of the same process.
 """
 
 from __future__ import annotations
@@ -11,12 +13,11 @@ import asyncio
 import logging
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 
 from dispatcher.idempotency import idempotency_purge_expired
 from dispatcher.leases import lease_expire_stale, worker_remove_offline
-from dispatcher.placement import task_assign_pending
+from dispatcher.placement import runner, task_assign_pending
 from dispatcher.throughput import speed_sample_record
 
 logger = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ def maintenance_tick() -> dict[str, int]:
 
 async def maintenance_loop(interval: float) -> None:
     """Run `maintenance_tick` every `interval` seconds until cancelled; never dies on errors."""
-    tick = database_sync_to_async(maintenance_tick)
+    tick = runner.run_in_background(maintenance_tick)
     while True:
         try:
             await tick()
@@ -46,14 +47,16 @@ async def maintenance_loop(interval: float) -> None:
 
 
 def with_maintenance(app: Any) -> Any:
-    """Wrap an ASGI app so the first connection starts the maintenance loop in its event loop."""
-    state: dict[str, asyncio.Task[None] | None] = {"task": None}
+    """Wrap an ASGI app so the first connection starts maintenance and placement in its loop."""
+    state: dict[str, list[asyncio.Task[None]] | None] = {"tasks": None}
 
     async def wrapped(scope: dict[str, Any], receive: Any, send: Any) -> Any:
-        if settings.MAINTENANCE_ENABLED and state["task"] is None and scope["type"] != "lifespan":
-            state["task"] = asyncio.get_running_loop().create_task(
-                maintenance_loop(settings.MAINTENANCE_INTERVAL)
-            )
+        if settings.MAINTENANCE_ENABLED and state["tasks"] is None and scope["type"] != "lifespan":
+            loop = asyncio.get_running_loop()
+            state["tasks"] = [
+                loop.create_task(runner.serve()),
+                loop.create_task(maintenance_loop(settings.MAINTENANCE_INTERVAL)),
+            ]
         return await app(scope, receive, send)
 
     return wrapped

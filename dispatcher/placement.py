@@ -8,17 +8,24 @@ rounds run one after another. The task UPDATE is conditional on ``status='pendin
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
+import threading
+import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
+from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
+from ariacluster.process_metrics import PLACEMENT_PASS, PLACEMENT_WAIT
 from dispatcher import broadcast
 from dispatcher.models import ACTIVE_STATUSES, Task, TaskEvent, TaskEventKind, TaskKind, TaskStatus
 from workers_app.models import LIVE_WORKER_STATUSES, Worker
@@ -138,6 +145,8 @@ def _assign_one(
     )
     if not updated:
         return False
+    due_since = max(task.updated_at, task.not_before or task.updated_at)
+    PLACEMENT_WAIT.observe(max(0.0, (now - due_since).total_seconds()))
     task.epoch += 1
     task.status = TaskStatus.QUEUED
     task.worker = slot.worker
@@ -210,6 +219,7 @@ def _announce(assigned: list[tuple[Task, Worker]]) -> None:
 
 def task_assign_pending(*, now: datetime | None = None) -> int:
     """Place as many due pending tasks as the free slots allow; return how many were placed."""
+    started = time.perf_counter()
     now = now or timezone.now()
     total = 0
     for _ in range(100):
@@ -217,9 +227,65 @@ def task_assign_pending(*, now: datetime | None = None) -> int:
         total += count
         if not more:
             break
+    PLACEMENT_PASS.observe(time.perf_counter() - started)
     if total:
         logger.debug("placed %d task(s)", total)
     return total
+
+
+class PlacementRunner:
+    """One placement pass at a time per process, off the request path, with requests coalesced.
+
+    Every write that may free a slot or queue work asks for a pass after it commits. Running the
+    pass inline cost each agent report and API call a full pass (and under Daphne every sync view
+    shares one thread, so everyone waited for it). Instead, inside a server process an asyncio
+    task owns placement: a request only sets an event; the task runs a pass in its own thread and
+    its own database connection; requests that arrive during a pass fold into a single next pass.
+    Without a running server loop (management commands, tests, benchmarks) a request places
+    inline, so nothing depends on the loop being there.
+    """
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self._lock = threading.Lock()
+        # One thread for placement and maintenance of this process: passes never overlap.
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="placement")
+
+    def request(self) -> None:
+        with self._lock:
+            loop, wake = self._loop, self._wake
+        if loop is None or wake is None or loop.is_closed():
+            task_assign_pending()
+            return
+        loop.call_soon_threadsafe(wake.set)
+
+    def run_in_background(self, func: Any) -> Any:
+        """`func` as a coroutine function run on this runner's thread (with DB cleanup)."""
+        return database_sync_to_async(func, thread_sensitive=False, executor=self.executor)
+
+    async def serve(self) -> None:
+        """Run passes on request until cancelled; never dies on errors."""
+        wake = asyncio.Event()
+        with self._lock:
+            self._loop, self._wake = asyncio.get_running_loop(), wake
+        place = self.run_in_background(task_assign_pending)
+        try:
+            while True:
+                await wake.wait()
+                wake.clear()
+                try:
+                    await place()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    logger.exception("placement pass failed")
+        finally:
+            with self._lock:
+                self._loop, self._wake = None, None
+
+
+runner = PlacementRunner()
 
 
 def refresh_after_commit(
@@ -234,6 +300,6 @@ def refresh_after_commit(
         broadcast.broadcast_task_updated(list(task_ids))
         broadcast.broadcast_worker_updated(list(worker_ids))
         if place:
-            task_assign_pending()
+            runner.request()
 
     transaction.on_commit(run)
