@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass, field
+import stat
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from worker_agent.urlpolicy import PolicyError, UrlPolicy
+from worker_agent.urlpolicy import PolicyError, UrlDenied, UrlPolicy
 
 BACKOFFS = ("fixed", "exponential")
 STRATEGIES = ("least_loaded", "round_robin", "random", "tags")
@@ -27,6 +29,13 @@ DEFAULT_KEY = "default-api-key-change-me"
 MIN_KEY_LENGTH = 32
 DEFAULT_RATE_LIMITS = {"read": "6000/min", "write": "1200/min"}
 _RATE = re.compile(r"^[0-9]{1,9}/(s|sec|second|m|min|minute|h|hour|d|day)$")
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+WEBHOOK_EVENTS = ("task.completed", "task.failed")
+WEBHOOK_SECRET_ENV = "ARIACLUSTER_WEBHOOK_SECRET"
+MIN_WEBHOOK_SECRET_LENGTH = 32
+MAX_WEBHOOK_URL_LENGTH = 2048
+_CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f]")
 
 
 class ConfigError(Exception):
@@ -79,6 +88,22 @@ class SecurityConfig:
 
 
 @dataclass(frozen=True)
+class WebhooksConfig:
+    """Where task notifications go (`urls`, besides each API key's own URL) and how hard to try."""
+
+    urls: tuple[str, ...] = ()
+    events: tuple[str, ...] = WEBHOOK_EVENTS
+    secret_file: str = ""
+    timeout: float = 5.0
+    max_attempts: int = 10
+    # The n-th retry waits backoff * 2^(n-1) seconds, at most backoff_max, times 0.5-1.0.
+    backoff: float = 10.0
+    backoff_max: float = 3600.0
+    # Signs deliveries to `urls`: from ARIACLUSTER_WEBHOOK_SECRET or `secret_file`, never the JSON.
+    secret: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
 class DispatcherConfig:
     host: str = "127.0.0.1"
     port: int = 8000
@@ -87,6 +112,7 @@ class DispatcherConfig:
     task_assignment: TaskAssignmentConfig = field(default_factory=TaskAssignmentConfig)
     worker_management: WorkerManagementConfig = field(default_factory=WorkerManagementConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
+    webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
     source: str = ""
 
 
@@ -160,6 +186,118 @@ def _rate_limits(raw: Any) -> dict[str, str | None]:
     return rates
 
 
+def webhook_policy(policy: UrlPolicy) -> UrlPolicy:
+    """The URL policy for webhook receivers: the download policy, limited to http and https."""
+    web = tuple(s for s in policy.allowed_schemes if s in ("http", "https"))
+    return replace(policy, allowed_schemes=web)
+
+
+def check_webhook_url(url: Any, policy: UrlPolicy) -> str:
+    """Return `url` stripped if it may receive webhooks; raise ValueError saying why not.
+
+    http or https only (whatever else the download policy allows), a host, no whitespace, and
+    an address the URL policy allows as written. The sender checks again after DNS.
+    """
+    if not isinstance(url, str) or not url.strip():
+        raise ValueError("must be a non-empty URL")
+    clean: str = url.strip()
+    if len(clean) > MAX_WEBHOOK_URL_LENGTH:
+        raise ValueError(f"longer than {MAX_WEBHOOK_URL_LENGTH} characters")
+    if _CONTROL_OR_SPACE.search(clean):
+        raise ValueError("contains whitespace or a control character")
+    try:
+        parts = urlsplit(clean)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError as exc:
+        raise ValueError(f"not a valid URL ({exc})") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise ValueError("must be an http:// or https:// URL")
+    if not parts.hostname:
+        raise ValueError("has no host")
+    try:
+        webhook_policy(policy).check_uri(clean)
+    except UrlDenied as exc:
+        raise ValueError(f"denied by the URL policy: {exc.reason}") from None
+    return clean
+
+
+def _webhook_secret(secret_file: str) -> str:
+    """The global signing secret: the environment variable wins over the 0600 file."""
+    from_env = os.environ.get(WEBHOOK_SECRET_ENV, "").strip()
+    if from_env:
+        secret, where = from_env, WEBHOOK_SECRET_ENV
+    elif secret_file:
+        path = Path(secret_file)
+        path = path if path.is_absolute() else PROJECT_DIR / path
+        try:
+            mode = path.stat().st_mode
+            secret = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"webhooks.secret_file: cannot read {path} ({exc})") from None
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise ConfigError(
+                f"webhooks.secret_file: {path} is readable by others "
+                f"(mode {stat.S_IMODE(mode):04o}); `chmod 600` it"
+            )
+        where = "webhooks.secret_file"
+    else:
+        raise ConfigError(
+            f"webhooks.urls: set {WEBHOOK_SECRET_ENV} or webhooks.secret_file, so receivers "
+            "can verify deliveries; make one with "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+        )
+    if len(secret) < MIN_WEBHOOK_SECRET_LENGTH:
+        raise ConfigError(f"{where}: the webhook secret must be at least 32 characters")
+    return secret
+
+
+def _webhooks(raw: dict[str, Any], policy: UrlPolicy) -> WebhooksConfig:
+    allowed = {"urls", "events", "secret_file", "timeout", "max_attempts", "backoff"}
+    allowed |= {"backoff_max"}
+    section = raw.get("webhooks", {})
+    _expect(section, dict, "webhooks")
+    if "secret" in section:
+        raise ConfigError(
+            f"webhooks.secret: not allowed in the file (config files end up in git); use "
+            f"{WEBHOOK_SECRET_ENV} or webhooks.secret_file (mode 0600)"
+        )
+    wh = _section(raw, "webhooks", allowed)
+    urls = []
+    for index, url in enumerate(_expect(wh.get("urls", []), list, "webhooks.urls")):
+        try:
+            urls.append(check_webhook_url(url, policy))
+        except ValueError as exc:
+            raise ConfigError(f"webhooks.urls[{index}]: {exc}") from None
+    events = _expect(wh.get("events", list(WEBHOOK_EVENTS)), list, "webhooks.events")
+    for index, event in enumerate(events):
+        if event not in WEBHOOK_EVENTS:
+            raise ConfigError(
+                f"webhooks.events[{index}]: must be one of {list(WEBHOOK_EVENTS)}, got {event!r}"
+            )
+    secret_file = _expect(wh.get("secret_file", ""), str, "webhooks.secret_file")
+    max_attempts = _expect(
+        wh.get("max_attempts", WebhooksConfig.max_attempts), int, "webhooks.max_attempts"
+    )
+    if not 1 <= max_attempts <= 100:
+        raise ConfigError(f"webhooks.max_attempts: must be 1-100, got {max_attempts}")
+    timeout = _positive(wh.get("timeout", WebhooksConfig.timeout), "webhooks.timeout")
+    if timeout > 60:
+        raise ConfigError(f"webhooks.timeout: at most 60 seconds, got {timeout:g}")
+    return WebhooksConfig(
+        urls=tuple(urls),
+        events=tuple(dict.fromkeys(events)),
+        secret_file=secret_file,
+        timeout=timeout,
+        max_attempts=max_attempts,
+        backoff=_positive(wh.get("backoff", WebhooksConfig.backoff), "webhooks.backoff"),
+        backoff_max=_positive(
+            wh.get("backoff_max", WebhooksConfig.backoff_max), "webhooks.backoff_max"
+        ),
+        # Read only when something will be signed with it (keys' URLs have their own secrets).
+        secret=_webhook_secret(secret_file) if urls else "",
+    )
+
+
 def parse_config(raw: Any, *, source: str = "") -> DispatcherConfig:
     """Validate a decoded JSON document and return the typed configuration."""
     _expect(raw, dict, "(top level)")
@@ -171,6 +309,7 @@ def parse_config(raw: Any, *, source: str = "") -> DispatcherConfig:
         "task_assignment",
         "worker_management",
         "security",
+        "webhooks",
     }
     unknown = set(raw) - top_keys
     if unknown:
@@ -330,6 +469,7 @@ def parse_config(raw: Any, *, source: str = "") -> DispatcherConfig:
         task_assignment=task_assignment,
         worker_management=worker_management,
         security=security,
+        webhooks=_webhooks(raw, security.url_policy),
         source=source,
     )
 

@@ -27,6 +27,7 @@ from ariacluster.http import error_body
 from ariacluster.process_metrics import PROCESS_COLLECTORS
 from dispatcher.models import ErrorClass
 from dispatcher.selectors import cluster_status, task_totals
+from dispatcher.webhooks import webhook_delivery_counts
 
 
 class ClusterCollector(Collector):
@@ -93,6 +94,14 @@ class ClusterCollector(Collector):
             label = error_class.value or "none"
             failed.add_metric([label], totals["failed_by_class"].get(error_class.value, 0))
         yield failed
+        hooks = GaugeMetricFamily(
+            "ariacluster_webhook_deliveries",
+            "Webhook deliveries by status (pending, delivered, failed: gave up).",
+            labels=["status"],
+        )
+        for name, n in webhook_delivery_counts().items():
+            hooks.add_metric([name], n)
+        yield hooks
 
 
 REGISTRY = CollectorRegistry(auto_describe=False)

@@ -1,16 +1,22 @@
-"""Admin for tasks, their events and API keys; actions call the same services as the API."""
+"""Admin for tasks, their events, API keys and webhook deliveries; actions call the same
+services as the API."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
 
 from dispatcher import services
-from dispatcher.models import ApiKey, Task, TaskEvent
+from dispatcher.models import ApiKey, Task, TaskEvent, WebhookDelivery
+from dispatcher.webhooks import webhook_display_url, webhook_retry_now, webhook_url_check
 
 
 class TaskEventInline(admin.TabularInline):
@@ -120,13 +126,30 @@ class TaskEventAdmin(admin.ModelAdmin):
         return False
 
 
+class ApiKeyForm(forms.ModelForm):
+    class Meta:
+        model = ApiKey
+        fields = ["name", "scope", "user", "expires_at", "webhook_url"]
+
+    def clean_webhook_url(self) -> str:
+        url = self.cleaned_data.get("webhook_url") or ""
+        if not url:
+            return ""
+        try:
+            return webhook_url_check(url)
+        except ValidationError as exc:
+            raise ValidationError(exc.message_dict["webhook_url"]) from None
+
+
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
+    form = ApiKeyForm
     list_display = [
         "name",
         "prefix",
         "scope",
         "user",
+        "webhook",
         "created_at",
         "last_used_at",
         "expires_at",
@@ -139,29 +162,55 @@ class ApiKeyAdmin(admin.ModelAdmin):
         "scope",
         "user",
         "expires_at",
+        "webhook_url",
         "prefix",
         "created_at",
         "last_used_at",
         "revoked_at",
     ]
     readonly_fields = ["prefix", "created_at", "last_used_at", "revoked_at"]
-    actions = ["revoke"]
+    actions = ["revoke", "rotate_webhook_secret"]
+
+    @admin.display(description="webhook")
+    def webhook(self, key: ApiKey) -> str:
+        return webhook_display_url(key.webhook_url) if key.webhook_url else "—"
 
     def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
-        if change:
-            super().save_model(request, obj, form, change)
-            return
-        from dispatcher.keys import api_key_create
+        from dispatcher.keys import api_key_create, api_key_set_webhook
 
+        if change:
+            url = obj.webhook_url
+            obj.webhook_url = ApiKey.objects.get(pk=obj.pk).webhook_url
+            super().save_model(request, obj, form, change)
+            if url != obj.webhook_url:
+                secret = api_key_set_webhook(key=obj, url=url)
+                if secret:
+                    self._show_once(request, "Webhook signing secret", secret)
+            return
         key, plaintext = api_key_create(
-            name=obj.name, scope=obj.scope, user=obj.user, expires_at=obj.expires_at
+            name=obj.name,
+            scope=obj.scope,
+            user=obj.user,
+            expires_at=obj.expires_at,
+            webhook_url=obj.webhook_url,
         )
         obj.pk = key.pk
+        self._show_once(request, "API key created", plaintext)
+        if key.webhook_secret:
+            self._show_once(request, "Webhook signing secret", key.webhook_secret)
+
+    def _show_once(self, request: HttpRequest, what: str, secret: str) -> None:
         self.message_user(
-            request,
-            f"API key created — copy it now, it is shown only once: {plaintext}",
-            messages.WARNING,
+            request, f"{what} — copy it now, it is shown only once: {secret}", messages.WARNING
         )
+
+    @admin.action(description="Rotate the webhook secret of selected keys")
+    def rotate_webhook_secret(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        from dispatcher.keys import api_key_rotate_webhook_secret
+
+        for key in queryset.exclude(webhook_url=""):
+            secret = api_key_rotate_webhook_secret(key=key)
+            self._show_once(request, f"New webhook secret of {key.prefix}", secret)
 
     @admin.action(description="Revoke selected keys")
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
@@ -170,3 +219,77 @@ class ApiKeyAdmin(admin.ModelAdmin):
         for key in queryset:
             api_key_revoke(key=key)
         self.message_user(request, f"Revoked {queryset.count()} key(s).")
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(admin.ModelAdmin):
+    """The delivery log: read-only, with "retry now"; never shows secrets or URL user info."""
+
+    list_display = [
+        "id",
+        "created_at",
+        "event",
+        "task_link",
+        "status",
+        "target",
+        "attempts",
+        "last_status_code",
+        "short_error",
+        "next_attempt_at",
+        "delivered_at",
+    ]
+    list_filter = ["status", "event", "per_key"]
+    search_fields = ["=uuid", "=task__id", "url"]
+    list_select_related = ["task"]
+    ordering = ["-created_at", "-id"]
+    fields = (
+        "uuid",
+        "event",
+        "task_link",
+        "target",
+        "per_key",
+        "status",
+        "attempts",
+        "last_status_code",
+        "last_error",
+        "created_at",
+        "last_attempt_at",
+        "next_attempt_at",
+        "delivered_at",
+        "payload",
+    )
+    readonly_fields = fields
+    actions = ["retry_now"]
+    show_full_result_count = False
+
+    @admin.display(description="task", ordering="task_id")
+    def task_link(self, delivery: WebhookDelivery) -> str:
+        url = reverse("admin:dispatcher_task_change", args=[delivery.task_id])
+        return format_html('<a href="{}">#{}</a>', url, delivery.task_id)
+
+    @admin.display(description="URL")
+    def target(self, delivery: WebhookDelivery) -> str:
+        return webhook_display_url(delivery.url)
+
+    @admin.display(description="last error")
+    def short_error(self, delivery: WebhookDelivery) -> str:
+        text = delivery.last_error
+        return text if len(text) <= 80 else text[:79] + "…"
+
+    @admin.action(description="Retry now")
+    def retry_now(self, request: HttpRequest, queryset: QuerySet[WebhookDelivery]) -> None:
+        changed = webhook_retry_now(deliveries=queryset)
+        skipped = queryset.count() - changed
+        self.message_user(request, f"{changed} delivery(ies) will be sent on the next pass.")
+        if skipped:
+            self.message_user(
+                request,
+                f"{skipped} skipped: already delivered, or being sent right now.",
+                messages.WARNING,
+            )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

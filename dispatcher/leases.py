@@ -32,6 +32,7 @@ from dispatcher.models import (
     TaskStatus,
 )
 from dispatcher.placement import refresh_after_commit
+from dispatcher.webhooks import webhook_enqueue_task_event
 from workers_app.models import LIVE_WORKER_STATUSES, Worker, WorkerStatus
 
 logger = logging.getLogger(__name__)
@@ -262,6 +263,7 @@ def task_report_completed(
         task.error_class = ErrorClass.NONE
         task.save()
         _event(task, TaskEventKind.COMPLETED, worker, f"{len(files)} file(s), {size} bytes", now)
+        webhook_enqueue_task_event(task, now=now)
         refresh_after_commit(task_ids=[task.pk], place=True)
     return task
 
@@ -291,6 +293,7 @@ def task_report_failed(
                 else (f"retries exhausted ({task.attempts - 1} of {config.max_retries})")
             )
             _event(task, TaskEventKind.FAILED, worker, f"{why}: {reason}", now)
+            webhook_enqueue_task_event(task, now=now)
             place = True
         else:
             task.status = TaskStatus.PENDING
@@ -431,6 +434,8 @@ def _fail_poison_tasks(held: list[Task], worker: Worker, now: datetime) -> None:
             error_class=ErrorClass.PERMANENT,
         )
         _event(task, TaskEventKind.FAILED, worker, reason, now)
+        task.refresh_from_db()
+        webhook_enqueue_task_event(task, now=now)
 
 
 def worker_remove_offline(*, now: datetime | None = None) -> int:

@@ -1,7 +1,8 @@
-"""Tasks, their event history, and user API keys."""
+"""Tasks, their event history, user API keys, and the webhook outbox."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django.conf import settings
@@ -78,6 +79,10 @@ class Task(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="tasks",
+    )
+    # The API key the task was created with: its webhook URL hears when the task finishes.
+    api_key = models.ForeignKey(
+        "ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="tasks"
     )
 
     worker = models.ForeignKey(
@@ -213,6 +218,10 @@ class ApiKey(models.Model):
 
     The key itself is shown once at creation and never stored. Keys are 256-bit random values,
     so a fast hash is enough: there is nothing to brute-force.
+
+    `webhook_url` (optional) is told when tasks created with this key complete or fail; the
+    deliveries are signed with `webhook_secret`, which is kept as is because signing needs it
+    (docs/security.md) and shown only once.
     """
 
     name = models.CharField(max_length=100)
@@ -230,6 +239,8 @@ class ApiKey(models.Model):
     last_used_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    webhook_url = models.CharField(max_length=2048, blank=True)
+    webhook_secret = models.CharField(max_length=128, blank=True)
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
@@ -283,3 +294,59 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scope} {self.key}"
+
+
+class WebhookStatus(models.TextChoices):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+class WebhookDelivery(models.Model):
+    """One notification of one task event to one URL: the transactional outbox.
+
+    Written in the same transaction that made the task completed or failed, so an event is
+    never lost, then sent by `dispatcher.webhooks.webhook_deliver_due` outside any transaction::
+
+        pending --2xx--> delivered
+        pending --error, attempts left--> pending (next_attempt_at = now + backoff)
+        pending --error, max_attempts reached, or refused by the URL policy--> failed
+        failed --"retry now" (admin)--> pending (attempts start again)
+
+    A sender claims a row by moving `next_attempt_at` past its send timeout and setting
+    `claim_token`; only the holder of that token records the outcome. A sender that dies
+    mid-send loses its claim when `next_attempt_at` passes, and the row is sent again (the
+    receiver dedupes by `uuid`, sent as `X-Ariacluster-Delivery`).
+    """
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    event = models.CharField(max_length=32)
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="webhook_deliveries")
+    # Signed with this key's webhook secret; None with `per_key` false: the global secret.
+    api_key = models.ForeignKey(
+        ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    per_key = models.BooleanField(default=False)
+    url = models.CharField(max_length=2048)
+    # The task as it was at the event, so a later retry of the task does not change the news.
+    payload = models.JSONField(default=dict)
+    status = models.CharField(
+        max_length=16, choices=WebhookStatus.choices, default=WebhookStatus.PENDING
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    claim_token = models.CharField(max_length=32, blank=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name_plural = "webhook deliveries"
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="webhook_due_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} of task {self.task_id} ({self.status})"

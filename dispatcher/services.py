@@ -86,7 +86,7 @@ def _tell_agent_after_commit(task: Task, message_type: str, worker_id: int | Non
     transaction.on_commit(lambda: broadcast.send_to_agent(worker_id, payload))
 
 
-def _build(data: TaskInput, owner: Any) -> Task:
+def _build(data: TaskInput, owner: Any, api_key_id: int | None) -> Task:
     return Task(
         kind=data.kind,
         uris=data.uris,
@@ -98,6 +98,7 @@ def _build(data: TaskInput, owner: Any) -> Task:
         total_length=data.total_length,
         pause_for_selection=data.pause_for_selection,
         owner=owner if getattr(owner, "pk", None) else None,
+        api_key_id=api_key_id,
     )
 
 
@@ -113,12 +114,15 @@ def _created_message(data: TaskInput) -> str:
     return f"{len(data.uris)} URI(s)"
 
 
-def task_create(*, owner: Any = None, **fields: Any) -> Task:
-    """Validate and queue one download; placement runs right after commit."""
+def task_create(*, owner: Any = None, api_key_id: int | None = None, **fields: Any) -> Task:
+    """Validate and queue one download; placement runs right after commit.
+
+    `api_key_id`: the key the request came with (its webhook URL hears when the task ends).
+    """
     data = validate_task_input(**fields)
     _check_queue_cap(owner, 1)
     with transaction.atomic():
-        task = _build(data, owner)
+        task = _build(data, owner, api_key_id)
         task.save()
         upload = _upload_of(task, data)
         if upload is not None:
@@ -130,7 +134,9 @@ def task_create(*, owner: Any = None, **fields: Any) -> Task:
     return task
 
 
-def task_create_batch(*, items: Sequence[dict[str, Any]], owner: Any = None) -> list[Task]:
+def task_create_batch(
+    *, items: Sequence[dict[str, Any]], owner: Any = None, api_key_id: int | None = None
+) -> list[Task]:
     """Validate every item first; if any is invalid nothing is created.
 
     Raises `InvalidBatch` whose `errors` are keyed by item index (``"3": {...}``).
@@ -154,7 +160,7 @@ def task_create_batch(*, items: Sequence[dict[str, Any]], owner: Any = None) -> 
     _check_queue_cap(owner, len(cleaned))
     now = timezone.now()
     with transaction.atomic():
-        tasks = [_build(data, owner) for data in cleaned]
+        tasks = [_build(data, owner, api_key_id) for data in cleaned]
         for task in tasks:
             task.created_at = now
         # Both supported databases return the new ids from a bulk insert.

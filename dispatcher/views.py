@@ -460,8 +460,9 @@ def task_add(request: HtmxHttpRequest) -> HttpResponse:
 
 @login_required
 def api_keys(request: HtmxHttpRequest) -> HttpResponse:
-    """The user's own keys; POST creates one and shows its secret this once."""
+    """The user's own keys; POST creates one and shows its secret (and webhook secret) once."""
     created: str | None = None
+    created_key: ApiKey | None = None
     errors: list[str] = []
     scopes = [s for s in ApiScope.values if request.user.is_staff or s != ApiScope.ADMIN]
     if request.method == "POST":
@@ -472,9 +473,23 @@ def api_keys(request: HtmxHttpRequest) -> HttpResponse:
         if scope not in scopes:
             errors.append(f"Scope must be one of {', '.join(scopes)}.")
         if not errors:
-            _, created = api_key_create(name=name, scope=scope, user=request.user)
+            try:
+                created_key, created = api_key_create(
+                    name=name,
+                    scope=scope,
+                    user=request.user,
+                    webhook_url=request.POST.get("webhook_url", "").strip(),
+                )
+            except ValidationError as exc:
+                errors += [f"Webhook URL: {m}" for m in exc.message_dict["webhook_url"]]
     keys = ApiKey.objects.filter(user_id=int(request.user.pk or 0)).order_by("-created_at")
-    context = {"keys": keys, "created": created, "errors": errors, "scopes": scopes}
+    context = {
+        "keys": keys,
+        "created": created,
+        "created_key": created_key,
+        "errors": errors,
+        "scopes": scopes,
+    }
     return render(request, "dispatcher/api_keys.html", context, status=400 if errors else 200)
 
 

@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from dispatcher import services
 from dispatcher.keys import api_key_create
-from dispatcher.models import ErrorClass, Task, TaskStatus
+from dispatcher.models import ErrorClass, Task, TaskStatus, WebhookDelivery
 from dispatcher.placement import task_assign_pending
 from workers_app.services import Registration
 
@@ -104,3 +104,17 @@ def test_without_a_configured_token_no_bearer_token_works(client: Client, settin
     settings.METRICS_TOKEN = ""
 
     assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer ").status_code == 401
+
+
+def test_metrics_count_webhook_deliveries_by_status(client: Client, admin_key: str) -> None:
+    task = Task.objects.create(name="done", status=TaskStatus.COMPLETED)
+    for status in ("pending", "delivered", "delivered", "failed"):
+        WebhookDelivery.objects.create(
+            event="task.completed", task=task, url="https://h.example/", status=status
+        )
+
+    samples = _samples(client.get("/metrics", HTTP_X_API_KEY=admin_key).content.decode())
+
+    assert samples[("ariacluster_webhook_deliveries", (("status", "pending"),))] == 1
+    assert samples[("ariacluster_webhook_deliveries", (("status", "delivered"),))] == 2
+    assert samples[("ariacluster_webhook_deliveries", (("status", "failed"),))] == 1

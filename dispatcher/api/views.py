@@ -17,6 +17,7 @@ from rest_framework.decorators import api_view
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from ariacluster.auth import ApiCredential
 from ariacluster.http import Conflict, Pagination, PayloadTooLarge
 from dispatcher import selectors, services
 from dispatcher.api.serializers import (
@@ -73,6 +74,11 @@ def _form_body(request: Request) -> dict[str, Any]:
     return body
 
 
+def _key_id(request: Request) -> int | None:
+    """The stored API key the request came with (None for sessions and config keys)."""
+    return request.auth.key_id if isinstance(request.auth, ApiCredential) else None
+
+
 def _task_out(task: Task, code: int = status.HTTP_200_OK) -> Response:
     return Response(TaskOutputSerializer(task).data, status=code)
 
@@ -84,7 +90,7 @@ def _create_one(request: Request) -> Response:
     if unknown:
         raise exceptions.ValidationError({field: ["unknown field"] for field in sorted(unknown)})
     try:
-        task = services.task_create(owner=request.user, **body)
+        task = services.task_create(owner=request.user, api_key_id=_key_id(request), **body)
     except UploadTooLarge as exc:
         raise PayloadTooLarge(str(exc)) from None
     return _task_out(task, status.HTTP_201_CREATED)
@@ -151,7 +157,9 @@ def _create_batch(request: Request) -> Response:
     if len(items) > MAX_BATCH:
         raise exceptions.ValidationError({"tasks": [f"at most {MAX_BATCH} tasks per batch"]})
     try:
-        tasks = services.task_create_batch(items=items, owner=request.user)
+        tasks = services.task_create_batch(
+            items=items, owner=request.user, api_key_id=_key_id(request)
+        )
     except services.InvalidBatch as exc:
         raise exceptions.ValidationError({"tasks": exc.errors}) from None
     except UploadTooLarge as exc:
