@@ -33,6 +33,7 @@ from dispatcher.models import (
 )
 from dispatcher.placement import refresh_after_commit
 from dispatcher.webhooks import webhook_enqueue_task_event
+from worker_agent.logcontext import with_task_log_context
 from workers_app.models import LIVE_WORKER_STATUSES, Worker, WorkerStatus
 
 logger = logging.getLogger(__name__)
@@ -93,6 +94,7 @@ def _event(
     )
 
 
+@with_task_log_context
 def task_report_started(*, worker: Worker, task_id: int, epoch: int, gid: str) -> Task:
     """aria2 accepted the download. Idempotent."""
     now = timezone.now()
@@ -108,6 +110,9 @@ def task_report_started(*, worker: Worker, task_id: int, epoch: int, gid: str) -
         if changed:
             task.save(update_fields=["gid", "status", "started_at", "updated_at"])
             _event(task, TaskEventKind.STARTED, worker, f"gid {gid}", now)
+            logger.info(
+                "task %s started on %s (epoch %s, gid %s)", task_id, worker.name, epoch, gid
+            )
             refresh_after_commit(task_ids=[task.pk], place=False)
     return task
 
@@ -188,6 +193,9 @@ def task_report_progress(*, worker: Worker, items: list[ProgressItem]) -> list[i
                 or task.status not in LEASED_STATUSES
             ):
                 stale.append(task_id)
+                logger.info(
+                    "progress for task %s refused: lease gone", task_id, extra={"task_id": task_id}
+                )
                 continue
             task.total_length = max(0, item.total_length)
             task.completed_length = max(0, item.completed_length)
@@ -217,6 +225,7 @@ def task_report_progress(*, worker: Worker, items: list[ProgressItem]) -> list[i
     return stale
 
 
+@with_task_log_context
 def task_report_completed(
     *,
     worker: Worker,
@@ -264,10 +273,14 @@ def task_report_completed(
         task.save()
         _event(task, TaskEventKind.COMPLETED, worker, f"{len(files)} file(s), {size} bytes", now)
         webhook_enqueue_task_event(task, now=now)
+        logger.info(
+            "task %s completed on %s: %d file(s), %d bytes", task_id, worker.name, len(files), size
+        )
         refresh_after_commit(task_ids=[task.pk], place=True)
     return task
 
 
+@with_task_log_context
 def task_report_failed(
     *, worker: Worker, task_id: int, epoch: int, error_code: int | None, error_message: str
 ) -> Task:
@@ -316,10 +329,21 @@ def task_report_failed(
             )
             place = True
         task.save()
+        logger.log(
+            logging.WARNING if task.status == TaskStatus.FAILED else logging.INFO,
+            "task %s attempt %s failed on %s (%s): %s; now %s",
+            task_id,
+            task.attempts,
+            worker.name,
+            error_class,
+            reason,
+            task.status,
+        )
         refresh_after_commit(task_ids=[task.pk], place=place)
     return task
 
 
+@with_task_log_context
 def task_report_released(*, worker: Worker, task_id: int, epoch: int, reason: str) -> Task:
     """The agent gives the task back unfinished; it is placed again (not counted as a try)."""
     now = timezone.now()
@@ -334,6 +358,7 @@ def task_report_released(*, worker: Worker, task_id: int, epoch: int, reason: st
         task.pending_reason = f"released by {worker.name}: {reason}"[:255]
         task.save()
         _event(task, TaskEventKind.RELEASED, worker, reason, now)
+        logger.info("task %s released by %s: %s", task_id, worker.name, reason)
         refresh_after_commit(task_ids=[task.pk], place=not paused)
     return task
 

@@ -213,6 +213,13 @@ def _announce(assigned: list[tuple[Task, Worker]]) -> None:
     from dispatcher.selectors import assignment_payload
 
     for task, worker in assigned:
+        logger.info(
+            "task %s assigned to %s (epoch %s)",
+            task.pk,
+            worker.name,
+            task.epoch,
+            extra={"task_id": task.pk, "worker": worker.name},
+        )
         broadcast.send_to_agent(worker.pk, {"type": "assign", "task": assignment_payload(task)})
     broadcast.broadcast_task_updated([t.pk for t, _ in assigned])
 

@@ -7,6 +7,7 @@ API, the admin, the dashboard and the management commands use. Refusals raise `T
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -39,6 +40,8 @@ from dispatcher.validation import (
     validate_options,
     validate_task_input,
 )
+
+logger = logging.getLogger(__name__)
 
 
 class TaskStateError(Exception):
@@ -130,6 +133,13 @@ def task_create(*, owner: Any = None, api_key_id: int | None = None, **fields: A
         TaskEvent.objects.create(
             task=task, kind=TaskEventKind.CREATED, message=_created_message(data)
         )
+        logger.info(
+            "task %s created: %s, %s",
+            task.pk,
+            data.kind,
+            _created_message(data),
+            extra={"task_id": task.pk},
+        )
         refresh_after_commit(task_ids=[task.pk])
     return task
 
@@ -173,6 +183,10 @@ def task_create_batch(
             )
             for t, d in zip(tasks, cleaned, strict=True)
         )
+        if tasks:
+            logger.info(
+                "tasks %s to %s created (a batch of %d)", tasks[0].pk, tasks[-1].pk, len(tasks)
+            )
         refresh_after_commit(task_ids=[t.pk for t in tasks])
     return tasks
 
@@ -198,6 +212,13 @@ def _transition(
             worker_name=locked.worker.name if locked.worker else "",
             epoch=locked.epoch,
             message=f"{action} requested",
+        )
+        logger.info(
+            "task %s: %s requested; now %s",
+            locked.pk,
+            action,
+            locked.status,
+            extra={"task_id": locked.pk, "worker": locked.worker.name if locked.worker else None},
         )
     return locked
 

@@ -383,7 +383,12 @@ class Agent:
                 entry.error_code, entry.error_message = view.error_code, view.error_message
                 self.journal.write(entry)
                 self.reports.next_attempt = 0.0
-                log.info("task %s failed in aria2: %s", entry.task_id, view.error_message)
+                log.info(
+                    "task %s failed in aria2: %s",
+                    entry.task_id,
+                    view.error_message,
+                    extra={"task_id": entry.task_id},
+                )
             elif view.status == "missing":
                 self.downloads.add(entry, paused=self.fenced or entry.state == "pause")
 
@@ -456,7 +461,12 @@ class Agent:
                 if entry.phase == "seeding":
                     self.downloads.forget_seeding(entry)
                     continue
-                log.info("task %s epoch %s is stale; dropping it", task_id, entry.epoch)
+                log.info(
+                    "task %s epoch %s is stale; dropping it",
+                    task_id,
+                    entry.epoch,
+                    extra={"task_id": task_id},
+                )
                 self.finished.add(entry.key)
                 self.downloads.forget(entry, delete_files=True)
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from worker_agent.aria2_rpc import Aria2Refused, Aria2Rpc, gid_tree
 from worker_agent.journal import Journal, JournalEntry
+from worker_agent.logcontext import with_task_log_context
 from worker_agent.urlpolicy import UrlPolicy
 
 log = logging.getLogger(__name__)
@@ -241,6 +242,7 @@ class Downloads:
                 )
         return files
 
+    @with_task_log_context
     def add(self, entry: JournalEntry, *, paused: bool) -> None:
         """Journal the entry, then hand it to aria2 unless aria2 already has it.
 
@@ -288,6 +290,7 @@ class Downloads:
         assert entry.metalink is not None
         entry.gids = self.rpc.add_metalink(entry.metalink, options)
 
+    @with_task_log_context
     def change_options(self, entry: JournalEntry, options: dict[str, Any], *, hold: bool) -> None:
         """Apply a task's new options (already validated) and selection hold to aria2.
 
@@ -345,6 +348,7 @@ class Downloads:
         for gid in gids:
             self.rpc.remove_download_result(gid)
 
+    @with_task_log_context
     def forget(self, entry: JournalEntry, *, delete_files: bool) -> None:
         """Remove every member from aria2, optionally delete the task folder, drop the entry."""
         downloads = self.rpc.poll().downloads
@@ -361,6 +365,7 @@ class Downloads:
             " with its files" if delete_files else "",
         )
 
+    @with_task_log_context
     def forget_seeding(self, entry: JournalEntry) -> None:
         """Seeding ended: drop the results from aria2 and the journal, keep the files."""
         self.remove_gids(self.members(entry, self.rpc.poll().downloads) or [entry.gid])

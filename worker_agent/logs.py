@@ -2,7 +2,8 @@
 
 This module is plain Python (the agent never imports Django); the dispatcher's settings
 reference `RedactingFilter` and `JsonFormatter` from here, so both programs hide the same
-secrets the same way.
+secrets the same way. Every line names the task and worker it is about
+(`worker_agent.logcontext`).
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from worker_agent.logcontext import FIELDS
+
 MASK = "[redacted]"
 LOG_FORMATS = ("plain", "json")
-PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s [task=%(task_id)s worker=%(worker)s] %(message)s"
 # Rotate at 10 MiB, keep 5 old files.
 MAX_BYTES = 10 * 1024 * 1024
 BACKUP_COUNT = 5
@@ -62,19 +65,27 @@ class RedactingFilter(logging.Filter):
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
 
+def plain_formatter() -> logging.Formatter:
+    """`PLAIN_FORMAT`, with ``-`` for a task or worker id the record does not carry."""
+    return logging.Formatter(PLAIN_FORMAT, defaults=dict.fromkeys(FIELDS, "-"))
+
+
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, any `extra=` fields, exc."""
+    """One JSON object per line: time, level, logger, task_id and worker (null when unset),
+    message, any `extra=` fields, exc."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
+            **{name: getattr(record, name, None) for name in FIELDS},
             "message": record.getMessage(),
         }
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):
-                entry[key] = value if isinstance(value, str | int | float | bool) else str(value)
+                plain = value is None or isinstance(value, str | int | float | bool)
+                entry[key] = value if plain else str(value)
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:
@@ -82,20 +93,30 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
-def logging_config(level: str, *, log_file: Path | None, log_format: str) -> dict[str, Any]:
-    """A `logging.config.dictConfig` dict: stdout, plus a rotating `log_file` when given."""
+def logging_config(
+    level: str,
+    *,
+    log_file: Path | None,
+    log_format: str,
+    context: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A `logging.config.dictConfig` dict: stdout, plus a rotating `log_file` when given.
+
+    `context`: ids every line carries where no `log_context` sets them (the agent's worker name).
+    """
     if log_format not in LOG_FORMATS:
         raise ValueError(f"log format must be one of {list(LOG_FORMATS)}, got {log_format!r}")
-    formatter = (
-        {"()": "worker_agent.logs.JsonFormatter"}
+    formatter = {
+        "()": "worker_agent.logs.JsonFormatter"
         if log_format == "json"
-        else {"format": PLAIN_FORMAT}
-    )
+        else "worker_agent.logs.plain_formatter"
+    }
+    filters = ["context", "redact"]
     handlers: dict[str, Any] = {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": "main",
-            "filters": ["redact"],
+            "filters": filters,
         }
     }
     if log_file is not None:
@@ -107,12 +128,18 @@ def logging_config(level: str, *, log_file: Path | None, log_format: str) -> dic
             "backupCount": BACKUP_COUNT,
             "encoding": "utf-8",
             "formatter": "main",
-            "filters": ["redact"],
+            "filters": filters,
         }
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"redact": {"()": "worker_agent.logs.RedactingFilter"}},
+        "filters": {
+            "context": {
+                "()": "worker_agent.logcontext.LogContextFilter",
+                "defaults": dict(context or {}),
+            },
+            "redact": {"()": "worker_agent.logs.RedactingFilter"},
+        },
         "formatters": {"main": formatter},
         "handlers": handlers,
         "root": {"handlers": list(handlers), "level": level},
@@ -120,7 +147,13 @@ def logging_config(level: str, *, log_file: Path | None, log_format: str) -> dic
 
 
 def configure_logging(
-    level: str, *, log_file: Path | None = None, log_format: str = "plain"
+    level: str,
+    *,
+    log_file: Path | None = None,
+    log_format: str = "plain",
+    context: dict[str, Any] | None = None,
 ) -> None:
-    """Set up the root logger of a plain-Python process (the agent)."""
-    logging.config.dictConfig(logging_config(level, log_file=log_file, log_format=log_format))
+    """Set up the root logger of a plain-Python process (the agent; `context={"worker": name}`)."""
+    logging.config.dictConfig(
+        logging_config(level, log_file=log_file, log_format=log_format, context=context)
+    )

@@ -83,7 +83,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         return run_check(config)
     try:
-        configure_logging(config.log_level, log_file=config.log_file, log_format=config.log_format)
+        configure_logging(
+            config.log_level,
+            log_file=config.log_file,
+            log_format=config.log_format,
+            context={"worker": config.name},
+        )
     except OSError as exc:
         print(
             f"worker_agent: config log_file: cannot write {config.log_file}: {exc}", file=sys.stderr

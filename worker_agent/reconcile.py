@@ -22,6 +22,7 @@ from typing import Any
 from worker_agent.aria2_rpc import Aria2Refused
 from worker_agent.downloads import Downloads, looks_like_root_gid, owner_task_id
 from worker_agent.journal import JournalEntry, task_gid
+from worker_agent.logcontext import with_task_log_context
 from worker_agent.options import OptionError, validate_task_options
 from worker_agent.urlpolicy import URL_DENIED_ERROR_CODE, UrlDenied
 
@@ -91,6 +92,7 @@ class ReconcileOutcome:
     orphans_removed: list[str] = field(default_factory=list)
 
 
+@with_task_log_context
 def add_assignment(downloads: Downloads, assignment: Assignment, *, fenced: bool) -> JournalEntry:
     """Journal and add one new assignment; bad input becomes a ``failed``/``released`` entry.
 
@@ -166,6 +168,7 @@ def _drop_unlisted(
                 apply_options(downloads, entry, listed.options, hold=listed.pause_for_selection)
 
 
+@with_task_log_context
 def apply_options(downloads: Downloads, entry: JournalEntry, options: Any, *, hold: bool) -> None:
     """Validate the dispatcher's new options for a held task again, then apply them.
 
@@ -235,7 +238,9 @@ def reconcile(
                 downloads.add(entry, paused=paused)
                 outcome.added.append(task_id)
             except (OSError, Aria2Refused) as exc:
-                log.error("task %s could not be re-added: %s", task_id, exc)
+                log.error(
+                    "task %s could not be re-added: %s", task_id, exc, extra={"task_id": task_id}
+                )
             continue
         if entry.phase == "adding":
             entry.phase = "added"

@@ -29,6 +29,7 @@ from worker_agent.dispatcher_client import (
 )
 from worker_agent.downloads import Downloads
 from worker_agent.journal import JournalEntry
+from worker_agent.logcontext import with_task_log_context
 from worker_agent.urlpolicy import URL_DENIED_ERROR_CODE
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,12 @@ class ReportSender:
             try:
                 self._send(entry)
             except DispatcherUnavailable as exc:
-                log.warning("report for task %s postponed: %s", entry.task_id, exc)
+                log.warning(
+                    "report for task %s postponed: %s",
+                    entry.task_id,
+                    exc,
+                    extra={"task_id": entry.task_id},
+                )
                 self.next_attempt = now + self._delay()
                 return
             except Unauthorized:
@@ -94,6 +100,7 @@ class ReportSender:
                 return
         self._delay = backoff_delays(1.0, 30.0)
 
+    @with_task_log_context
     def _send(self, entry: JournalEntry) -> None:
         try:
             if owes_started(entry):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import logging
 import re
 from typing import Any, cast
 
@@ -22,8 +24,11 @@ from rest_framework.response import Response
 from ariacluster.http import Conflict
 from dispatcher import leases
 from dispatcher.selectors import worker_assignments
+from worker_agent.logcontext import log_context
 from workers_app import services
 from workers_app.models import Worker
+
+logger = logging.getLogger(__name__)
 
 # What the database columns hold: bigger numbers are a 400, not an overflow (500).
 MAX_INT32 = 2**31 - 1
@@ -65,10 +70,22 @@ class IsWorker(BasePermission):
         return isinstance(request.user, Worker)
 
 
+def in_worker_log_context(func: Any) -> Any:
+    """Log everything the view does with the worker's name (and the task id of the URL)."""
+
+    @functools.wraps(func)
+    def view(request: Request, *args: Any, **kwargs: Any) -> Any:
+        with log_context(worker=_worker(request).name, task_id=kwargs.get("task_id")):
+            return func(request, *args, **kwargs)
+
+    return view
+
+
 def agent_endpoint(request_serializer: type[serializers.Serializer]) -> Any:
     """Stack the decorators every token-authenticated agent endpoint shares."""
 
     def decorate(func: Any) -> Any:
+        func = in_worker_log_context(func)
         func = permission_classes([IsWorker])(func)
         # User rate limits never apply to agents: a throttled heartbeat would expire leases.
         func = throttle_classes([])(func)
@@ -144,7 +161,8 @@ def register(request: Request) -> Response:
             "A valid cluster join key is required in X-Join-Key (manage.py create_join_key)."
         )
     data = _valid(RegisterSerializer, request.data)
-    registration = services.worker_register(**data)
+    with log_context(worker=data["name"]):
+        registration = services.worker_register(**data)
     from django.conf import settings
 
     wm = settings.ARIACLUSTER.worker_management
@@ -275,6 +293,7 @@ def _task_report(call: Any) -> Response:
     except leases.UnknownTask as exc:
         raise exceptions.NotFound(str(exc)) from None
     except leases.StaleLease as exc:
+        logger.info("report refused: %s", exc)
         raise Conflict(str(exc)) from None
     return Response({"task_id": task.pk, "status": task.status, "epoch": task.epoch})
 

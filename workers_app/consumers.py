@@ -10,6 +10,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from dispatcher.broadcast import worker_group
 from dispatcher.selectors import worker_assignments
+from worker_agent.logcontext import log_context
 from workers_app import services
 from workers_app.models import Worker
 
@@ -40,6 +41,11 @@ class AgentConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
 
     worker: Worker | None = None
 
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Handle each message (connect, pushes, disconnect) in this worker's log context."""
+        with log_context(worker=self.worker.name if self.worker else None):
+            await super().dispatch(message)
+
     async def connect(self) -> None:
         auth = _header(self.scope, b"authorization")
         token = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
@@ -50,10 +56,13 @@ class AgentConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         self.group = worker_group(self.worker.pk)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
-        await self.send_json({"type": "sync", "tasks": await _assignments(self.worker)})
+        with log_context(worker=self.worker.name):
+            logger.info("agent websocket connected")
+            await self.send_json({"type": "sync", "tasks": await _assignments(self.worker)})
 
     async def disconnect(self, code: int) -> None:
         if self.worker is not None:
+            logger.info("agent websocket closed (code %s)", code)
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:

@@ -33,6 +33,7 @@ from dispatcher.api.serializers import (
 from dispatcher.idempotency import idempotent
 from dispatcher.models import Task, TaskKind, TaskStatus
 from dispatcher.validation import TASK_FIELDS, UploadTooLarge
+from worker_agent.logcontext import with_task_log_context
 
 MAX_BATCH = 1000
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
@@ -192,6 +193,7 @@ def _act(call: Callable[[], Task]) -> Response:
 @extend_schema(methods=["PATCH"], request=PrioritySerializer, responses=TaskOutputSerializer)
 @extend_schema(methods=["GET", "DELETE"], responses=TaskOutputSerializer)
 @api_view(["GET", "DELETE", "PATCH"])
+@with_task_log_context
 def task_detail(request: Request, task_id: int) -> Response:
     """Read a task; DELETE cancels it (the original's semantics); PATCH changes priority
     and/or options (see `task_options`)."""
@@ -218,6 +220,7 @@ def task_detail(request: Request, task_id: int) -> Response:
 
 @extend_schema(request=OptionsChangeSerializer, responses=TaskOutputSerializer)
 @api_view(["POST"])
+@with_task_log_context
 def task_options(request: Request, task_id: int) -> Response:
     """Change options of an unfinished task: speed limits apply live, anything else restarts
     the download on the same worker keeping its data. A null value removes an option."""
@@ -229,6 +232,7 @@ def task_options(request: Request, task_id: int) -> Response:
 @extend_schema(methods=["POST"], request=FileSelectionSerializer, responses=TaskOutputSerializer)
 @extend_schema(methods=["GET"], responses={200: dict})
 @api_view(["GET", "POST"])
+@with_task_log_context
 def task_files(request: Request, task_id: int) -> Response:
     """GET the file list; POST ``{"select": [1, 3]}`` chooses files (aria2 `select-file`)
     and starts a download that waits for a selection."""
@@ -251,6 +255,7 @@ ACTIONS: dict[str, Callable[..., Task]] = {
 
 @extend_schema(operation_id="v1_tasks_action", request=None, responses=TaskOutputSerializer)
 @api_view(["POST"])
+@with_task_log_context
 def task_action(request: Request, task_id: int, action: str) -> Response:
     """POST /tasks/{id}/{cancel|pause|resume|retry}/ — 409 when the status forbids it."""
     task = _visible_task(request, task_id)
@@ -262,6 +267,7 @@ def task_action(request: Request, task_id: int, action: str) -> Response:
 
 @extend_schema(responses=TaskEventSerializer(many=True))
 @api_view(["GET"])
+@with_task_log_context
 def task_events(request: Request, task_id: int) -> Response:
     task = _visible_task(request, task_id)
     return Response(TaskEventSerializer(task.events.all(), many=True).data)

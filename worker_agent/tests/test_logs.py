@@ -89,6 +89,7 @@ def test_the_agent_writes_its_log_file_as_json_with_secrets_redacted(tmp_path: P
         agent.wait(timeout=20)
 
     lines = [json.loads(line) for line in log_file.read_text().splitlines()]
+    assert {line["worker"] for line in lines} == {"logger-test"}
     messages = " ".join(line["message"] for line in lines)
     assert "aria2" in messages and "register failed" in messages
     assert "topsecret" not in log_file.read_text()
@@ -103,8 +104,9 @@ def test_the_dispatcher_writes_a_rotating_log_file_when_configured(tmp_path: Pat
         "ARIACLUSTER_DATA_DIR": str(tmp_path / "data"),
     }
     code = (
-        "import logging; logging.getLogger('ariacluster').warning("
-        "'GET /api/status?api_key=ack_12345678_leak')"
+        "import logging; from worker_agent.logcontext import log_context\n"
+        "with log_context(task_id=5, worker='nas'):\n"
+        "    logging.getLogger('ariacluster').warning('GET /api/status?api_key=ack_12345678_leak')"
     )
     subprocess.run(
         [sys.executable, "manage.py", "shell", "-c", code],
@@ -118,6 +120,7 @@ def test_the_dispatcher_writes_a_rotating_log_file_when_configured(tmp_path: Pat
     (line,) = [json.loads(x) for x in log_file.read_text().splitlines()]
     assert line["message"] == "GET /api/status?api_key=[redacted]"
     assert line["level"] == "WARNING"
+    assert (line["task_id"], line["worker"]) == (5, "nas")
 
 
 def test_an_unknown_log_format_stops_the_dispatcher_with_exit_code_2(tmp_path: Path) -> None:
