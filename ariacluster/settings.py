@@ -157,6 +157,10 @@ def _databases() -> dict[str, dict[str, object]]:
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": str(path),
+            # A SQLite connection is a file handle, not a server slot: keep it per thread
+            # instead of opening one (and re-running the PRAGMAs) for every request.
+            "CONN_MAX_AGE": 600,
+            "CONN_HEALTH_CHECKS": True,
             "OPTIONS": {
                 # One writer at a time, taken at BEGIN: placement cannot race, and no
                 # "database is locked" on a read-then-write upgrade.

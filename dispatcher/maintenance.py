@@ -15,6 +15,7 @@ from typing import Any
 
 from django.conf import settings
 
+from dispatcher import broadcast
 from dispatcher.idempotency import idempotency_purge_expired
 from dispatcher.leases import lease_expire_stale, worker_remove_offline
 from dispatcher.placement import runner, task_assign_pending
@@ -53,6 +54,7 @@ def with_maintenance(app: Any) -> Any:
     async def wrapped(scope: dict[str, Any], receive: Any, send: Any) -> Any:
         if settings.MAINTENANCE_ENABLED and state["tasks"] is None and scope["type"] != "lifespan":
             loop = asyncio.get_running_loop()
+            broadcast.attach_loop(loop)
             state["tasks"] = [
                 loop.create_task(runner.serve()),
                 loop.create_task(maintenance_loop(settings.MAINTENANCE_INTERVAL)),

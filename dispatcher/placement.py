@@ -33,6 +33,7 @@ from workers_app.models import LIVE_WORKER_STATUSES, Worker
 logger = logging.getLogger(__name__)
 
 ROUND_SIZE = 200
+FIRST_PAGE_MIN = 16
 MAX_PAGES = 10
 _EPOCH_START = datetime(1970, 1, 1, tzinfo=timezone.get_fixed_timezone(0))
 
@@ -157,8 +158,12 @@ def _assign_one(
     return True
 
 
-def _assign_round(now: datetime) -> tuple[int, bool]:
-    """One transaction of placement. Returns (tasks assigned, whether to run another round)."""
+def _assign_round(now: datetime, *, survey: bool = True) -> tuple[int, bool]:
+    """One transaction of placement. Returns (tasks assigned, whether to run another round).
+
+    With `survey`, the first page of the queue is read even when no slot is free, to record why
+    those tasks wait; without it a pass with no free slot reads no task at all.
+    """
     strategy = settings.ARIACLUSTER.task_assignment.strategy
     with transaction.atomic():
         workers = list(_locking(live_workers(now)))
@@ -178,18 +183,25 @@ def _assign_round(now: datetime) -> tuple[int, bool]:
         )
         assigned: list[tuple[Task, Worker]] = []
         considered = 0
+        full_page = False
+        # The first page is sized to the free slots: one slot freed by a completion should not
+        # cost reading (and locking) a full page of the queue. A survey reads a full page.
+        free = sum(max(0, s.free) for s in slots)
+        limit = ROUND_SIZE if survey else min(ROUND_SIZE, max(FIRST_PAGE_MIN, 4 * free))
         for page in range(MAX_PAGES):
             # Page 0 is read even with no free slot, to record why tasks wait; not when another
             # process holds workers, or locking tasks we cannot place would starve that process.
-            if not any(s.free > 0 for s in slots) and (page > 0 or not sees_all):
+            if not any(s.free > 0 for s in slots) and (page > 0 or not sees_all or not survey):
                 break
-            tasks = list(_locking(pending)[page * ROUND_SIZE : (page + 1) * ROUND_SIZE])
+            tasks = list(_locking(pending)[considered : considered + limit])
             considered += len(tasks)
             for task in tasks:
                 if _assign_one(task, slots, workers, strategy, now, record_reason=sees_all):
                     assigned.append((task, task.worker))  # type: ignore[arg-type]
-            if len(tasks) < ROUND_SIZE:
+            full_page = len(tasks) == limit
+            if not full_page:
                 break
+            limit = ROUND_SIZE
         if assigned:
             TaskEvent.objects.bulk_create(
                 TaskEvent(
@@ -205,7 +217,7 @@ def _assign_round(now: datetime) -> tuple[int, bool]:
             used = {w.pk for _, w in assigned}
             Worker.objects.filter(pk__in=used).update(last_assigned_at=now)
             transaction.on_commit(lambda: _announce(assigned))
-        more = considered >= ROUND_SIZE and any(s.free > 0 for s in slots) and bool(assigned)
+        more = full_page and any(s.free > 0 for s in slots) and bool(assigned)
         return len(assigned), more
 
 
@@ -224,13 +236,17 @@ def _announce(assigned: list[tuple[Task, Worker]]) -> None:
     broadcast.broadcast_task_updated([t.pk for t, _ in assigned])
 
 
-def task_assign_pending(*, now: datetime | None = None) -> int:
-    """Place as many due pending tasks as the free slots allow; return how many were placed."""
+def task_assign_pending(*, now: datetime | None = None, survey: bool = True) -> int:
+    """Place as many due pending tasks as the free slots allow; return how many were placed.
+
+    `survey=False` (the runner's passes after each write) skips recording why tasks wait when
+    every slot is busy; the maintenance tick's pass and direct calls keep those reasons fresh.
+    """
     started = time.perf_counter()
     now = now or timezone.now()
     total = 0
     for _ in range(100):
-        count, more = _assign_round(now)
+        count, more = _assign_round(now, survey=survey and not total)
         total += count
         if not more:
             break
@@ -276,7 +292,7 @@ class PlacementRunner:
         wake = asyncio.Event()
         with self._lock:
             self._loop, self._wake = asyncio.get_running_loop(), wake
-        place = self.run_in_background(task_assign_pending)
+        place = self.run_in_background(lambda: task_assign_pending(survey=False))
         try:
             while True:
                 await wake.wait()

@@ -27,6 +27,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from worker_agent import __version__
+from worker_agent.aria2_events import EVENT as ARIA2_EVENT
+from worker_agent.aria2_events import Aria2Events, websocket_url
 from worker_agent.aria2_rpc import Aria2Rpc, Aria2Unavailable
 from worker_agent.config import AgentConfig
 from worker_agent.dispatcher_client import (
@@ -81,6 +83,11 @@ class Agent:
         self.downloads = Downloads(self.rpc, self.journal, config.download_dir)
         self.client = DispatcherClient(config.dispatcher_url, timeout=5.0)
         self.stream: CommandStream | None = None
+        # aria2's own notifications wake the loop when a download starts, stops or completes.
+        self.aria2_events = Aria2Events(
+            lambda: websocket_url(config.aria2_host, self.rpc.port, config.aria2_rpc_path),
+            self.messages,
+        )
         self.finished: set[TaskKey] = set()
         self.reports = ReportSender(self.client, self.downloads, self.finished)
         self.fenced = True
@@ -109,6 +116,7 @@ class Agent:
         self.config.download_dir.mkdir(parents=True, exist_ok=True)
         try:
             self._start_aria2()
+            self.aria2_events.start()
             self._resync(None)
             if not self._register():
                 return 0
@@ -132,6 +140,7 @@ class Agent:
     def _shutdown(self) -> None:
         if self.stream is not None:
             self.stream.stop()
+        self.aria2_events.stop()
         self.executor.shutdown(wait=False, cancel_futures=True)
         if self.supervisor is not None:
             self.supervisor.stop()
@@ -295,6 +304,10 @@ class Agent:
         try:
             if kind == "_connected":
                 self.next_heartbeat = 0.0
+            elif kind == ARIA2_EVENT:
+                self.next_poll = 0.0
+            elif kind == "_hashed":
+                pass  # the loop collects finished hashes every turn
             elif kind == "sync":
                 self._resync(self._parse_assignments(message.get("tasks", [])))
             elif kind == "assign":
@@ -374,9 +387,11 @@ class Agent:
             if view.status == "complete" and entry.key not in self.hashing:
                 paths = self.downloads.finished_paths(view.data_leaves)
                 folder = self.downloads.task_dir(entry.task_id)
-                self.hashing[entry.key] = self.executor.submit(
+                future = self.executor.submit(
                     hash_task_files, self.config.download_dir, folder, paths
                 )
+                future.add_done_callback(lambda _: self.messages.put({"type": "_hashed"}))
+                self.hashing[entry.key] = future
                 self.next_poll = now + ACTIVE_POLL
             elif view.status in {"error", "removed"}:
                 entry.phase = "failed"

@@ -273,7 +273,7 @@ class Downloads:
                 if self.rpc.tell_status(entry.gid, ["status"]) is None:
                     raise
         entry.phase = "added"
-        self.journal.write(entry)
+        self.journal.write(entry, durable=False)
         log.info("task %s epoch %s added to aria2 as %s", entry.task_id, entry.epoch, entry.gid)
 
     def _add_metalink(self, entry: JournalEntry, folder: Path, *, paused: bool) -> None:
@@ -333,12 +333,23 @@ class Downloads:
             if downloads.get(gid, {}).get("status") == "paused":
                 self.rpc.unpause(gid)
 
-    def remove_gids(self, gids: list[str], *, wait: float = 3.0) -> None:
-        """forceRemove ``gids``, wait until aria2 has stopped them, then drop their results."""
-        for gid in gids:
+    def remove_gids(
+        self,
+        gids: list[str],
+        *,
+        wait: float = 3.0,
+        downloads: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
+        """forceRemove ``gids``, wait until aria2 has stopped them, then drop their results.
+
+        With ``downloads`` (a fresh snapshot), GIDs already stopped there skip the forceRemove
+        and the wait: a finished download only needs its result dropped.
+        """
+        stopped = {gid for gid in gids if (downloads or {}).get(gid, {}).get("status") in _STOPPED}
+        pending = [gid for gid in gids if gid not in stopped]
+        for gid in pending:
             self.rpc.force_remove(gid)
         deadline = time.monotonic() + wait
-        pending = list(gids)
         while pending and time.monotonic() < deadline:
             status = self.rpc.tell_status(pending[0], ["status"])
             if status is None or status.get("status") in _STOPPED:
@@ -352,7 +363,7 @@ class Downloads:
     def forget(self, entry: JournalEntry, *, delete_files: bool) -> None:
         """Remove every member from aria2, optionally delete the task folder, drop the entry."""
         downloads = self.rpc.poll().downloads
-        self.remove_gids(self.members(entry, downloads) or [entry.gid])
+        self.remove_gids(self.members(entry, downloads) or [entry.gid], downloads=downloads)
         if delete_files:
             folder = self.task_dir(entry.task_id)
             if folder.parent == self.download_dir and folder.exists():

@@ -108,19 +108,28 @@ class Journal:
     def _path(self, task_id: int) -> Path:
         return self.directory / f"task-{task_id}.json"
 
-    def write(self, entry: JournalEntry) -> None:
-        """Durably replace the entry for ``entry.task_id``; on return it survives a crash."""
+    def write(self, entry: JournalEntry, *, durable: bool = True) -> None:
+        """Atomically replace the entry for ``entry.task_id``.
+
+        Durable (the default): on return it survives a crash of the machine, not only of the
+        process. ``durable=False`` skips both fsyncs; it is for changes the agent can re-derive
+        if an OS crash loses them (``started_reported``: the report is resent, idempotently;
+        ``adding`` → ``added``: the GID is deterministic, so reconciliation finds the download
+        in aria2). Either way the rename keeps the file whole.
+        """
         path = self._path(entry.task_id)
         tmp = path.with_name(f".{path.name}.tmp")
         data = json.dumps(asdict(entry), sort_keys=True).encode()
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             os.write(fd, data)
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, path)
-        self._fsync_dir()
+        if durable:
+            self._fsync_dir()
 
     def remove(self, task_id: int) -> None:
         """Forget a task; missing entries are fine."""

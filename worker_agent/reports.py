@@ -108,7 +108,7 @@ class ReportSender:
                     entry.task_id, "started", {"epoch": entry.epoch, "gid": entry.gid}
                 )
                 entry.started_reported = True
-                self.downloads.journal.write(entry)
+                self.downloads.journal.write(entry, durable=False)
             report = final_report(entry)
             if report is None:
                 return

@@ -51,12 +51,12 @@ def test_requests_during_a_pass_fold_into_one_more_pass_run_on_the_runner_thread
     release_first_pass = threading.Event()
     real_pass = placement.task_assign_pending
 
-    def observed_pass() -> int:
+    def observed_pass(**kwargs: bool) -> int:
         threads.append(threading.current_thread().name)
         if len(threads) == 1:
             first_pass_entered.set()
             release_first_pass.wait(10)
-        return real_pass()
+        return real_pass(**kwargs)
 
     monkeypatch.setattr(placement, "task_assign_pending", observed_pass)
 
