@@ -47,7 +47,7 @@ test-postgres: $(STAMP)
 		$(VENV)/bin/pytest -q -m "not sqlite_only" ariacluster dispatcher workers_app tests
 
 ## Every benchmark of docs/benchmarks.md at small size (full size: drop --small, see the doc).
-BENCHES := b1_latency b2_dataplane b3_small_tasks b4_control_plane b5_queue b6_memory b7_failover
+BENCHES := b1_latency b2_dataplane b3_small_tasks b4_control_plane b5_queue b6_memory b7_failover b8_dashboard
 bench: $(STAMP)
 	set -e; for b in $(BENCHES); do $(PY) -m bench.$$b --small; done
 

@@ -20,6 +20,7 @@ from dispatcher.idempotency import idempotency_purge_expired
 from dispatcher.leases import lease_expire_stale, worker_remove_offline
 from dispatcher.placement import runner, task_assign_pending
 from dispatcher.throughput import speed_sample_record
+from dispatcher.webhooks import webhook_deliver_due_soon
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +32,8 @@ def maintenance_tick() -> dict[str, int]:
     placed = task_assign_pending()
     speed_sample_record()
     idempotency_purge_expired()
+    # Only starts a batch on the webhook thread: a slow receiver never delays placement.
+    webhook_deliver_due_soon()
     return {"expired_workers": len(expired), "removed_workers": removed, "placed": placed}
 
 

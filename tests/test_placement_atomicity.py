@@ -13,9 +13,10 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
@@ -57,23 +58,41 @@ def _env(tmp_path: Path, database_url: str | None) -> dict[str, str]:
 
 
 def _race(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
+    # stderr goes to a file, not a pipe: the racers are collected one after another, and a
+    # racer whose full stderr pipe blocked its logging while it held SQLite's write lock
+    # stalled the others until "database is locked".
+    log = tempfile.TemporaryFile(mode="w+")
+    process = subprocess.Popen(
         [sys.executable, "-m", "tests.support.placement_race", *args],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=log,
         text=True,
     )
+    _LOGS[process.pid] = log
+    return process
+
+
+_LOGS: dict[int, IO[str]] = {}
+
+
+def _stderr(process: subprocess.Popen[str]) -> str:
+    log = _LOGS.pop(process.pid)
+    log.seek(0)
+    text = log.read()
+    log.close()
+    return text
 
 
 def _finish(process: subprocess.Popen[str], timeout: float = 90) -> tuple[dict[str, Any], str]:
     try:
-        out, err = process.communicate(timeout=timeout)
+        out, _ = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         process.kill()
-        out, err = process.communicate()
-        pytest.fail(f"process {process.args} did not finish; stderr:\n{err[-3000:]}")
+        process.communicate()
+        pytest.fail(f"process {process.args} did not finish; stderr:\n{_stderr(process)[-3000:]}")
+    err = _stderr(process)
     assert process.returncode == 0, f"{process.args} exited {process.returncode}:\n{err[-3000:]}"
     return json.loads(out.strip().splitlines()[-1]), err
 
