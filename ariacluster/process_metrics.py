@@ -9,7 +9,7 @@ No Django imports: placement and the agent-facing code import this freely.
 
 from __future__ import annotations
 
-from prometheus_client import Histogram
+from prometheus_client import Counter, Histogram
 
 # From when a task became due (created, re-queued or its retry delay ended) to its assignment.
 PLACEMENT_WAIT = Histogram(
@@ -26,4 +26,11 @@ PLACEMENT_PASS = Histogram(
     registry=None,
 )
 
-PROCESS_COLLECTORS = (PLACEMENT_WAIT, PLACEMENT_PASS)
+AGENT_REPORTS = Counter(
+    "ariacluster_agent_reports",
+    "Agent API calls this process answered, by kind (heartbeat, progress, started, ...).",
+    labelnames=["kind"],
+    registry=None,
+)
+
+PROCESS_COLLECTORS = (PLACEMENT_WAIT, PLACEMENT_PASS, AGENT_REPORTS)

@@ -22,6 +22,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from ariacluster.http import Conflict
+from ariacluster.process_metrics import AGENT_REPORTS
 from dispatcher import leases
 from dispatcher.selectors import worker_assignments
 from worker_agent.logcontext import log_context
@@ -81,10 +82,23 @@ def in_worker_log_context(func: Any) -> Any:
     return view
 
 
+def _counted(func: Any) -> Any:
+    """Count calls of an agent endpoint in `ariacluster_agent_reports_total{kind}`."""
+    counter = AGENT_REPORTS.labels(func.__name__.removeprefix("task_"))
+
+    @functools.wraps(func)
+    def wrapper(request: Request, *args: Any, **kwargs: Any) -> Any:
+        counter.inc()
+        return func(request, *args, **kwargs)
+
+    return wrapper
+
+
 def agent_endpoint(request_serializer: type[serializers.Serializer]) -> Any:
     """Stack the decorators every token-authenticated agent endpoint shares."""
 
     def decorate(func: Any) -> Any:
+        func = _counted(func)
         func = in_worker_log_context(func)
         func = permission_classes([IsWorker])(func)
         # User rate limits never apply to agents: a throttled heartbeat would expire leases.

@@ -118,3 +118,33 @@ def test_metrics_count_webhook_deliveries_by_status(client: Client, admin_key: s
     assert samples[("ariacluster_webhook_deliveries", (("status", "pending"),))] == 1
     assert samples[("ariacluster_webhook_deliveries", (("status", "delivered"),))] == 2
     assert samples[("ariacluster_webhook_deliveries", (("status", "failed"),))] == 1
+
+
+def test_placement_timings_and_agent_calls_are_exported_per_process(
+    client: Client, admin_key: str, register_worker: Callable[..., Registration]
+) -> None:
+    def scrape() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        response = client.get("/metrics", HTTP_X_API_KEY=admin_key)
+        assert response.status_code == 200
+        return _samples(response.content.decode())
+
+    heartbeats = ("ariacluster_agent_reports_total", (("kind", "heartbeat"),))
+    waits = ("ariacluster_placement_wait_seconds_count", ())
+    passes = ("ariacluster_placement_pass_seconds_count", ())
+    before = scrape()
+    registration = register_worker("worker1", max_tasks=2)
+    services.task_create(url="http://e.x/a")
+    services.task_create(url="http://e.x/b")
+    task_assign_pending()
+    answer = client.post(
+        "/api/agent/v1/heartbeat",
+        {"slots_used": 0, "free_disk": 10**9, "tasks": []},
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {registration.token}",
+    )
+    assert answer.status_code == 200, answer.content
+
+    after = scrape()
+    assert after[waits] == before.get(waits, 0) + 2
+    assert after[passes] >= before.get(passes, 0) + 1
+    assert after[heartbeats] == before.get(heartbeats, 0) + 1
