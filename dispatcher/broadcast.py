@@ -54,7 +54,11 @@ class _DashboardBatch:
             if self.scheduled:
                 return True
             self.scheduled = True
-        loop.call_soon_threadsafe(loop.call_later, FLUSH_DELAY, self._flush)
+            try:
+                loop.call_soon_threadsafe(loop.call_later, FLUSH_DELAY, self._flush)
+            except RuntimeError:  # the loop closed since the check: send directly instead
+                self.tasks, self.workers, self.scheduled, self.loop = set(), set(), False, None
+                return False
         return True
 
     def _flush(self) -> None:

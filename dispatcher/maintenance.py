@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -26,14 +27,26 @@ logger = logging.getLogger(__name__)
 
 
 def maintenance_tick() -> dict[str, int]:
-    """One pass of every periodic duty; returns what each did (for logs and tests)."""
-    expired = lease_expire_stale()
-    removed = worker_remove_offline()
-    placed = task_assign_pending()
-    speed_sample_record()
-    idempotency_purge_expired()
+    """One pass of every periodic duty; returns what each did (for logs and tests).
+
+    Each duty runs even when an earlier one fails (a failure is logged and counted as 0), so a
+    broken step cannot stop, say, webhook deliveries or placement.
+    """
+
+    def duty(name: str, func: Callable[[], Any]) -> Any:
+        try:
+            return func()
+        except Exception:
+            logger.exception("maintenance: %s failed", name)
+            return None
+
+    expired = duty("lease expiry", lease_expire_stale) or []
+    removed = duty("offline worker removal", worker_remove_offline) or 0
+    placed = duty("placement", task_assign_pending) or 0
+    duty("speed sample", speed_sample_record)
+    duty("idempotency purge", idempotency_purge_expired)
     # Only starts a batch on the webhook thread: a slow receiver never delays placement.
-    webhook_deliver_due_soon()
+    duty("webhook delivery", webhook_deliver_due_soon)
     return {"expired_workers": len(expired), "removed_workers": removed, "placed": placed}
 
 

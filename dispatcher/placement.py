@@ -278,10 +278,13 @@ class PlacementRunner:
     def request(self) -> None:
         with self._lock:
             loop, wake = self._loop, self._wake
-        if loop is None or wake is None or loop.is_closed():
-            task_assign_pending()
-            return
-        loop.call_soon_threadsafe(wake.set)
+        if loop is not None and wake is not None:
+            try:
+                loop.call_soon_threadsafe(wake.set)
+                return
+            except RuntimeError:  # the loop closed since it was attached
+                pass
+        task_assign_pending()
 
     def run_in_background(self, func: Any) -> Any:
         """`func` as a coroutine function run on this runner's thread (with DB cleanup)."""

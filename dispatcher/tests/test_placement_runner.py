@@ -87,3 +87,48 @@ def test_requests_during_a_pass_fold_into_one_more_pass_run_on_the_runner_thread
     assert len(threads) == 2, threads
     assert all(name.startswith("placement") for name in threads)
     assert _histogram_count(PLACEMENT_PASS) == passes_before + 2
+
+
+@pytest.mark.django_db
+def test_a_request_after_the_server_loop_closed_places_inline(
+    register_worker: Callable[..., Registration],
+) -> None:
+    register_worker("a", max_tasks=1)
+    task = services.task_create(url="http://e.x/1.bin")
+    runner = placement.PlacementRunner()
+
+    # The process's loop stops and closes with the runner still attached (its task never
+    # got to run its cleanup), as at shutdown.
+    loop = asyncio.new_event_loop()
+    serving = loop.create_task(runner.serve())
+    loop.run_until_complete(asyncio.sleep(0.01))
+    loop.close()
+    assert not serving.done()
+
+    runner.request()
+
+    task.refresh_from_db()
+    assert task.status == TaskStatus.QUEUED
+
+
+@pytest.mark.django_db
+def test_a_failing_maintenance_duty_does_not_stop_the_others(
+    register_worker: Callable[..., Registration],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from dispatcher import maintenance
+
+    def broken() -> None:
+        raise RuntimeError("lease expiry exploded")
+
+    monkeypatch.setattr(maintenance, "lease_expire_stale", broken)
+    register_worker("a", max_tasks=1)
+    task = services.task_create(url="http://e.x/1.bin")
+
+    done = maintenance.maintenance_tick()
+
+    assert done["placed"] == 1
+    task.refresh_from_db()
+    assert task.status == TaskStatus.QUEUED
+    assert "maintenance: lease expiry failed" in caplog.text
