@@ -44,7 +44,7 @@ test-sqlite: $(STAMP)
 test-postgres: $(STAMP)
 	$(PY) -m tests.support.services_check "$(TEST_POSTGRES_URL)" "$(TEST_REDIS_URL)"
 	DATABASE_URL="$(TEST_POSTGRES_URL)" REDIS_URL="$(TEST_REDIS_URL)" \
-		$(VENV)/bin/pytest -q -m "not sqlite_only" ariacluster dispatcher workers_app tests
+		$(VENV)/bin/pytest -q -m "not sqlite_only and not any_backend" ariacluster dispatcher workers_app tests
 
 ## Every benchmark of docs/benchmarks.md at small size (full size: drop --small, see the doc).
 BENCHES := b1_latency b2_dataplane b3_small_tasks b4_control_plane b5_queue b6_memory b7_failover b8_dashboard

@@ -20,7 +20,7 @@ from tests.support.e2e import Cluster, dump_logs, running_cluster
 from tests.support.rangeserver import RangeServer, make_random_file, sha256_of
 from tests.support.torrent import b64, make_metalink, make_torrent
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.any_backend]
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from tests.support.e2e import Cluster, dump_logs, running_cluster
 from tests.support.rangeserver import make_random_file, sha256_of
 from tests.support.torrent import info_hash, make_torrent
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.any_backend]
 
 SIZE = 2_000_000
 
