@@ -195,8 +195,9 @@ def webhook_policy(policy: UrlPolicy) -> UrlPolicy:
 def check_webhook_url(url: Any, policy: UrlPolicy) -> str:
     """Return `url` stripped if it may receive webhooks; raise ValueError saying why not.
 
-    http or https only (whatever else the download policy allows), a host, no whitespace, and
-    an address the URL policy allows as written. The sender checks again after DNS.
+    http or https only (whatever else the download policy allows), a host, ASCII only (no
+    whitespace), and an address the URL policy allows as written. The sender checks again
+    after DNS.
     """
     if not isinstance(url, str) or not url.strip():
         raise ValueError("must be a non-empty URL")
@@ -205,6 +206,12 @@ def check_webhook_url(url: Any, policy: UrlPolicy) -> str:
         raise ValueError(f"longer than {MAX_WEBHOOK_URL_LENGTH} characters")
     if _CONTROL_OR_SPACE.search(clean):
         raise ValueError("contains whitespace or a control character")
+    if not clean.isascii():
+        # http.client sends the request line as ASCII: such a URL could never be delivered.
+        raise ValueError(
+            "contains non-ASCII characters: percent-encode them (é is %C3%A9) and write an "
+            "international host name in its xn-- form"
+        )
     try:
         parts = urlsplit(clean)
         parts.port  # noqa: B018 - raises ValueError for a port out of range

@@ -16,7 +16,8 @@ from django.utils.html import format_html
 
 from dispatcher import services
 from dispatcher.models import ApiKey, Task, TaskEvent, WebhookDelivery
-from dispatcher.webhooks import webhook_display_url, webhook_retry_now, webhook_url_check
+from dispatcher.redaction import webhook_display_url
+from dispatcher.webhooks import webhook_retry_now, webhook_url_check
 
 
 class TaskEventInline(admin.TabularInline):
@@ -127,18 +128,46 @@ class TaskEventAdmin(admin.ModelAdmin):
 
 
 class ApiKeyForm(forms.ModelForm):
+    """The webhook URL is write-only: its user info is a credential, so the page shows it
+    masked (`ApiKeyAdmin.webhook`) and takes a new one in `new_webhook_url`, never pre-filled."""
+
+    new_webhook_url = forms.CharField(
+        label="Webhook URL",
+        required=False,
+        max_length=2048,
+        help_text="Told when this key's tasks complete or fail (optional).",
+        widget=forms.TextInput(attrs={"size": 80, "autocomplete": "off"}),
+    )
+    remove_webhook = forms.BooleanField(label="Remove the webhook", required=False)
+
     class Meta:
         model = ApiKey
-        fields = ["name", "scope", "user", "expires_at", "webhook_url"]
+        fields = ["name", "scope", "user", "expires_at"]
 
-    def clean_webhook_url(self) -> str:
-        url = self.cleaned_data.get("webhook_url") or ""
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk and "new_webhook_url" in self.fields:
+            field = self.fields["new_webhook_url"]
+            field.label = "New webhook URL"
+            field.help_text = (
+                "Empty keeps the current one. A URL on another host gets a new signing secret, "
+                "shown once."
+            )
+
+    def clean_new_webhook_url(self) -> str:
+        url = (self.cleaned_data.get("new_webhook_url") or "").strip()
         if not url:
             return ""
         try:
             return webhook_url_check(url)
         except ValidationError as exc:
             raise ValidationError(exc.message_dict["webhook_url"]) from None
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("remove_webhook") and data.get("new_webhook_url"):
+            raise ValidationError("Give a new webhook URL or remove the webhook, not both.")
+        return data
 
 
 @admin.register(ApiKey)
@@ -157,19 +186,16 @@ class ApiKeyAdmin(admin.ModelAdmin):
     ]
     list_filter = ["scope"]
     search_fields = ["name", "prefix"]
-    fields = [
-        "name",
-        "scope",
-        "user",
-        "expires_at",
-        "webhook_url",
-        "prefix",
-        "created_at",
-        "last_used_at",
-        "revoked_at",
-    ]
-    readonly_fields = ["prefix", "created_at", "last_used_at", "revoked_at"]
+    readonly_fields = ["webhook", "prefix", "created_at", "last_used_at", "revoked_at"]
     actions = ["revoke", "rotate_webhook_secret"]
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        key = ("name", "scope", "user", "expires_at")
+        if obj is None:
+            return (*key, "new_webhook_url")
+        # The URL as it is shown (masked), then the write-only ways to change it.
+        hook = ("webhook", "new_webhook_url", "remove_webhook")
+        return (*key, *hook, "prefix", "created_at", "last_used_at", "revoked_at")
 
     @admin.display(description="webhook")
     def webhook(self, key: ApiKey) -> str:
@@ -178,11 +204,11 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
         from dispatcher.keys import api_key_create, api_key_set_webhook
 
+        url = form.cleaned_data.get("new_webhook_url", "")
         if change:
-            url = obj.webhook_url
-            obj.webhook_url = ApiKey.objects.get(pk=obj.pk).webhook_url
-            super().save_model(request, obj, form, change)
-            if url != obj.webhook_url:
+            # Only the form's own fields: the webhook goes through api_key_set_webhook.
+            obj.save(update_fields=["name", "scope", "user", "expires_at"])
+            if url or form.cleaned_data.get("remove_webhook"):
                 secret = api_key_set_webhook(key=obj, url=url)
                 if secret:
                     self._show_once(request, "Webhook signing secret", secret)
@@ -192,7 +218,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
             scope=obj.scope,
             user=obj.user,
             expires_at=obj.expires_at,
-            webhook_url=obj.webhook_url,
+            webhook_url=url,
         )
         obj.pk = key.pk
         self._show_once(request, "API key created", plaintext)
@@ -239,7 +265,8 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
         "delivered_at",
     ]
     list_filter = ["status", "event", "per_key"]
-    search_fields = ["=uuid", "=task__id", "url"]
+    # Not `url`: searching it would reveal its user info (a credential) a guess at a time.
+    search_fields = ["=uuid", "=task__id"]
     list_select_related = ["task"]
     ordering = ["-created_at", "-id"]
     fields = (

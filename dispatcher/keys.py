@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.db import transaction
 from django.utils import timezone
@@ -47,18 +48,28 @@ def api_key_create(
 def api_key_set_webhook(*, key: ApiKey, url: str) -> str | None:
     """Point the key's webhook at `url` ("" turns it off); raises `ValidationError` if refused.
 
-    Returns a newly made signing secret (to show once) when the key had none, else None: a
-    changed URL keeps its secret, so the receiver keeps verifying.
+    Returns a new signing secret (to show once) when the key had none or the URL moves to
+    another host, else None. Another host may be another party: with the old secret, the old
+    receiver could forge deliveries to the new one. A new path or port on the same host keeps
+    the secret, so the receiver keeps verifying.
     """
     clean = webhook_url_check(url) if url else ""
     with transaction.atomic():
         locked = ApiKey.objects.select_for_update().get(pk=key.pk)
-        created = webhook_secret_new() if clean and not locked.webhook_secret else None
+        moved = bool(clean) and _host(clean) != _host(locked.webhook_url)
+        created = webhook_secret_new() if clean and (moved or not locked.webhook_secret) else None
         locked.webhook_url = clean
         locked.webhook_secret = created or (locked.webhook_secret if clean else "")
         locked.save(update_fields=["webhook_url", "webhook_secret"])
     key.webhook_url, key.webhook_secret = locked.webhook_url, locked.webhook_secret
     return created
+
+
+def _host(url: str) -> str:
+    try:
+        return urlsplit(url).hostname or ""
+    except ValueError:
+        return url
 
 
 def api_key_rotate_webhook_secret(*, key: ApiKey) -> str:

@@ -313,8 +313,8 @@ class WebhookDelivery(models.Model):
         pending --error, max_attempts reached, or refused by the URL policy--> failed
         failed --"retry now" (admin)--> pending (attempts start again)
 
-    A sender claims a row by moving `next_attempt_at` past its send timeout and setting
-    `claim_token`; only the holder of that token records the outcome. A sender that dies
+    A sender claims a row by moving `next_attempt_at` past the longest its batch can take and
+    setting `claim_token`; only the holder of that token records the outcome. A sender that dies
     mid-send loses its claim when `next_attempt_at` passes, and the row is sent again (the
     receiver dedupes by `uuid`, sent as `X-Ariacluster-Delivery`).
     """

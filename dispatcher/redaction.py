@@ -37,3 +37,14 @@ def redact_uri(uri: str) -> str:
                 [(n, MASK if _SECRET_PARAM.search(n) else v) for n, v in pairs], safe="*"
             )
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def webhook_display_url(url: str) -> str:
+    """`url` without any user info (a webhook's is a Basic-auth credential, user name included)
+    and with secret-looking query values masked, for people and logs."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url[:200]
+    netloc = parts.netloc.rpartition("@")[2]
+    return redact_uri(parts._replace(netloc=netloc).geturl())

@@ -14,40 +14,34 @@ sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">`` with the global secret (confi
 the API key's own secret (the key's URL). See docs/webhooks.md for a receiver.
 
 The URL policy (`security.url_policy`) is checked when a URL is configured and again right
-before each send, after DNS; the connection then goes to the very address that was checked,
-and redirects are not followed, so a receiver cannot bounce the dispatcher elsewhere.
+before each send, after DNS; how one POST goes over the wire, within `webhooks.timeout` in total,
+is `dispatcher.webhook_transport`.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
-import http.client
-import ipaddress
 import json
 import logging
+import math
 import random
 import secrets
-import socket
-import ssl
 import threading
 import time
 import uuid
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import Count, F, QuerySet
+from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
-from ariacluster.config import check_webhook_url, webhook_policy
+from ariacluster.config import check_webhook_url
 from dispatcher.models import (
     ApiKey,
     Priority,
@@ -56,8 +50,8 @@ from dispatcher.models import (
     WebhookDelivery,
     WebhookStatus,
 )
-from dispatcher.redaction import redact_uri
-from worker_agent.urlpolicy import UrlDenied, UrlPolicy, host_address
+from dispatcher.redaction import redact_uri, webhook_display_url
+from dispatcher.webhook_transport import DEADLINE_SLACK, Outcome, SignedRequest, webhook_post
 
 logger = logging.getLogger(__name__)
 
@@ -68,12 +62,10 @@ EVENT_BY_STATUS: dict[str, str] = {
 # One call of webhook_deliver_due sends at most this many, this many at a time.
 BATCH_SIZE = 20
 SEND_THREADS = 8
-# A claim outlives the longest send (connect + response, each up to `timeout`) by this much.
+# A claim outlives the longest its batch can take (see `claim_duration`) by this much.
 CLAIM_MARGIN = timedelta(seconds=30)
 USER_AGENT = "ariacluster-webhooks/1"
 SECRET_TAG = "whsec"
-# What of a receiver's answer is kept in `last_error` (enough to read an error message).
-ERROR_SNIPPET = 300
 
 
 # Configuration-time checks and keys' secrets ---------------------------------------------------
@@ -90,16 +82,6 @@ def webhook_url_check(url: Any) -> str:
 def webhook_secret_new() -> str:
     """A fresh per-key signing secret (``whsec_`` + 256 random bits)."""
     return f"{SECRET_TAG}_{secrets.token_urlsafe(32)}"
-
-
-def webhook_display_url(url: str) -> str:
-    """`url` without user info and with secret-looking query values masked, for people."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url[:200]
-    netloc = parts.netloc.rpartition("@")[2]
-    return redact_uri(parts._replace(netloc=netloc).geturl())
 
 
 def webhook_signature(secret: str, timestamp: str, body: bytes) -> str:
@@ -151,8 +133,8 @@ def webhook_enqueue_task_event(task: Task, *, now: datetime | None = None) -> in
 
     Call inside the transaction that moved `task` (up to date in memory) to completed or
     failed. The targets are `webhooks.urls` and the webhook URL of the API key the task was
-    created with (unless that key is revoked), for the events in `webhooks.events`. Returns
-    how many deliveries were queued.
+    created with (unless that key is revoked or expired), for the events in `webhooks.events`.
+    Returns how many deliveries were queued.
     """
     event = EVENT_BY_STATUS.get(task.status)
     config = settings.ARIACLUSTER.webhooks
@@ -160,14 +142,18 @@ def webhook_enqueue_task_event(task: Task, *, now: datetime | None = None) -> in
         raise ValueError(f"task {task.pk} is {task.status}: no webhook event for that")
     if event not in config.events:
         return 0
+    now = now or timezone.now()
     targets: list[tuple[str, ApiKey | None]] = [(url, None) for url in config.urls]
     if task.api_key_id is not None:
-        key = ApiKey.objects.filter(pk=task.api_key_id, revoked_at__isnull=True).first()
+        key = (
+            ApiKey.objects.filter(pk=task.api_key_id, revoked_at__isnull=True)
+            .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+            .first()
+        )
         if key is not None and key.webhook_url:
             targets.append((key.webhook_url, key))
     if not targets:
         return 0
-    now = now or timezone.now()
     payload = task_payload(task)
     WebhookDelivery.objects.bulk_create(
         WebhookDelivery(
@@ -188,117 +174,6 @@ def webhook_enqueue_task_event(task: Task, *, now: datetime | None = None) -> in
 # Sending ---------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Job:
-    """One signed request, ready to send without touching the database."""
-
-    url: str
-    body: bytes
-    headers: dict[str, str]
-
-
-@dataclass(frozen=True)
-class _Outcome:
-    delivered: bool
-    status_code: int | None = None
-    error: str = ""
-    # Retrying cannot help (the URL policy refuses it, no secret to sign with).
-    permanent: bool = False
-
-
-class _PinnedHTTPConnection(http.client.HTTPConnection):
-    """Connect to addresses already checked by the URL policy, not to a fresh DNS answer."""
-
-    def __init__(self, host: str, port: int, addresses: list[str], timeout: float) -> None:
-        super().__init__(host, port, timeout=timeout)
-        self._addresses = addresses
-
-    def _open(self) -> socket.socket:
-        last: OSError = OSError(f"no address for {self.host}")
-        for address in self._addresses:
-            try:
-                return socket.create_connection((address, self.port), self.timeout)
-            except OSError as exc:
-                last = exc
-        raise last
-
-    def connect(self) -> None:
-        self.sock = self._open()
-
-
-class _PinnedHTTPSConnection(_PinnedHTTPConnection):
-    default_port = http.client.HTTPS_PORT
-
-    def __init__(self, host: str, port: int, addresses: list[str], timeout: float) -> None:
-        super().__init__(host, port, addresses, timeout)
-        self._tls = ssl.create_default_context()
-
-    def connect(self) -> None:
-        # The certificate is checked against the URL's host name, as a browser would.
-        self.sock = self._tls.wrap_socket(self._open(), server_hostname=self.host)
-
-
-def _checked_addresses(policy: UrlPolicy, url: str, host: str, port: int) -> list[str]:
-    """Resolve `host` and return its addresses if the policy allows every one (UrlDenied else)."""
-    web_only = webhook_policy(policy)
-    web_only.check_uri(url)
-    literal = host_address(host)
-    if literal is not None:
-        return [str(literal)]
-    try:
-        answers = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError) as exc:
-        raise OSError(f"cannot resolve {host}: {exc}") from None
-    addresses: list[str] = []
-    for answer in answers:
-        address = ipaddress.ip_address(str(answer[4][0]).split("%", 1)[0])
-        refusal = web_only.address_refusal(address, port)
-        if refusal:
-            raise UrlDenied(url, f"{host} resolves to {refusal}")
-        addresses.append(str(address))
-    return list(dict.fromkeys(addresses))
-
-
-def _send(job: _Job, policy: UrlPolicy, timeout: float) -> _Outcome:
-    """POST one delivery; no database access here (it runs in a thread, outside transactions)."""
-    parts = urlsplit(job.url)
-    host = parts.hostname or ""
-    https = parts.scheme.lower() == "https"
-    port = parts.port or (443 if https else 80)
-    try:
-        addresses = _checked_addresses(policy, job.url, host, port)
-    except UrlDenied as exc:
-        return _Outcome(False, error=f"refused by the URL policy: {exc.reason}", permanent=True)
-    except OSError as exc:
-        return _Outcome(False, error=str(exc))
-    headers = dict(job.headers)
-    if parts.username is not None:
-        credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
-        headers["Authorization"] = "Basic " + base64.b64encode(credentials.encode()).decode()
-    target = parts.path or "/"
-    if parts.query:
-        target += f"?{parts.query}"
-    kind = _PinnedHTTPSConnection if https else _PinnedHTTPConnection
-    conn = kind(host, port, addresses, timeout)
-    try:
-        conn.request("POST", target, body=job.body, headers=headers)
-        response = conn.getresponse()
-        snippet = response.read(ERROR_SNIPPET).decode("utf-8", "replace")
-    except (OSError, http.client.HTTPException) as exc:
-        return _Outcome(False, error=f"{type(exc).__name__}: {exc}"[:ERROR_SNIPPET])
-    finally:
-        conn.close()
-    if 200 <= response.status < 300:
-        return _Outcome(True, status_code=response.status)
-    if 300 <= response.status < 400:
-        where = webhook_display_url(response.getheader("Location") or "?")
-        return _Outcome(
-            False, response.status, f"HTTP {response.status}: redirects are not followed ({where})"
-        )
-    text = " ".join(snippet.split())
-    return _Outcome(False, response.status, f"HTTP {response.status}: {text}"[:ERROR_SNIPPET])
-
-
 def retry_wait(attempt: int) -> float:
     """Seconds before retry number `attempt` (1-based): doubling from `webhooks.backoff`,
     at most `webhooks.backoff_max`, times a random 0.5-1.0 so failed bursts spread out."""
@@ -307,26 +182,47 @@ def retry_wait(attempt: int) -> float:
     return ceiling * random.uniform(0.5, 1.0)
 
 
+def claim_duration(count: int) -> timedelta:
+    """How long a claim of `count` rows lasts: longer than the whole batch can take. The rows
+    are sent `SEND_THREADS` at a time, each within `webhooks.timeout` (+ the watchdog's slack),
+    so in at most ceil(count / SEND_THREADS) waves; `CLAIM_MARGIN` covers signing and recording.
+    """
+    waves = math.ceil(count / SEND_THREADS)
+    per_send = settings.ARIACLUSTER.webhooks.timeout + DEADLINE_SLACK
+    return timedelta(seconds=waves * per_send) + CLAIM_MARGIN
+
+
 def _claim_due(now: datetime, limit: int) -> tuple[str, list[WebhookDelivery]]:
     """Take up to `limit` due rows for this caller; no other sender gets them until the claim
     ends. PostgreSQL skips rows another sender has locked; SQLite's IMMEDIATE transactions
-    run claims one after another; the UPDATE re-checks the row is still due either way."""
+    run claims one after another; the UPDATE re-checks the row is still due either way.
+
+    A due row that has had all its `webhooks.max_attempts` (its last sender stopped before
+    recording the outcome) is failed here instead of being sent once more.
+    """
     token = uuid.uuid4().hex
-    timeout = settings.ARIACLUSTER.webhooks.timeout
+    max_attempts = settings.ARIACLUSTER.webhooks.max_attempts
     with transaction.atomic():
         due = WebhookDelivery.objects.filter(
             status=WebhookStatus.PENDING, next_attempt_at__lte=now
         ).order_by("next_attempt_at", "id")
         if connection.features.has_select_for_update_skip_locked:
             due = due.select_for_update(skip_locked=True)
-        ids = list(due.values_list("pk", flat=True)[:limit])
+        rows = list(due.values_list("pk", "attempts")[:limit])
+        spent = [pk for pk, attempts in rows if attempts >= max_attempts]
+        ids = [pk for pk, attempts in rows if attempts < max_attempts]
+        if spent:
+            _give_up(spent, now, max_attempts)
         if not ids:
             return token, []
         WebhookDelivery.objects.filter(
-            pk__in=ids, status=WebhookStatus.PENDING, next_attempt_at__lte=now
+            pk__in=ids,
+            status=WebhookStatus.PENDING,
+            next_attempt_at__lte=now,
+            attempts__lt=max_attempts,
         ).update(
             claim_token=token,
-            next_attempt_at=now + timedelta(seconds=2 * timeout) + CLAIM_MARGIN,
+            next_attempt_at=now + claim_duration(len(ids)),
             attempts=F("attempts") + 1,
             last_attempt_at=now,
         )
@@ -336,17 +232,41 @@ def _claim_due(now: datetime, limit: int) -> tuple[str, list[WebhookDelivery]]:
     return token, list(claimed.order_by("id"))
 
 
-def _job(delivery: WebhookDelivery, now: datetime) -> _Job | _Outcome:
+def _give_up(ids: list[int], now: datetime, max_attempts: int) -> None:
+    """Mark due rows that have no attempts left failed (inside the claim's transaction)."""
+    rows = WebhookDelivery.objects.filter(
+        pk__in=ids, status=WebhookStatus.PENDING, next_attempt_at__lte=now
+    )
+    for delivery_uuid, task_id, url in rows.values_list("uuid", "task_id", "url"):
+        logger.warning(
+            "webhook %s of task %s to %s failed for good: attempt %d never reported back",
+            delivery_uuid,
+            task_id,
+            webhook_display_url(url),
+            max_attempts,
+        )
+    rows.update(
+        status=WebhookStatus.FAILED,
+        claim_token="",
+        next_attempt_at=now,
+        last_error=(
+            f"no attempts left: the outcome of attempt {max_attempts} was never recorded "
+            "(its sender stopped)"
+        ),
+    )
+
+
+def _signed_request(delivery: WebhookDelivery, now: datetime) -> SignedRequest | Outcome:
     """The signed request for one claimed row, or the outcome if it cannot be signed."""
     if delivery.per_key:
         key = delivery.api_key
         secret = key.webhook_secret if key is not None else ""
         if not secret:
-            return _Outcome(False, error="the API key (and its secret) was deleted", permanent=True)
+            return Outcome(False, error="the API key (and its secret) was deleted", permanent=True)
     else:
         secret = settings.ARIACLUSTER.webhooks.secret
         if not secret:
-            return _Outcome(False, error="no webhook secret configured any more", permanent=True)
+            return Outcome(False, error="no webhook secret configured any more", permanent=True)
     body = json.dumps(
         {
             "event": delivery.event,
@@ -368,10 +288,10 @@ def _job(delivery: WebhookDelivery, now: datetime) -> _Job | _Outcome:
         "X-Ariacluster-Timestamp": timestamp,
         "X-Ariacluster-Signature": webhook_signature(secret, timestamp, body),
     }
-    return _Job(delivery.url, body, headers)
+    return SignedRequest(delivery.url, body, headers)
 
 
-def _record(delivery: WebhookDelivery, token: str, outcome: _Outcome) -> str:
+def _record(delivery: WebhookDelivery, token: str, outcome: Outcome) -> str:
     """Store the outcome if this sender still holds the claim; return the new status."""
     now = timezone.now()
     config = settings.ARIACLUSTER.webhooks
@@ -404,11 +324,11 @@ def _record(delivery: WebhookDelivery, token: str, outcome: _Outcome) -> str:
 
 
 def webhook_deliver_due(*, limit: int = BATCH_SIZE, now: datetime | None = None) -> int:
-    """Send up to `limit` due deliveries (in parallel, each bounded by `webhooks.timeout`) and
-    record their outcomes; return how many were attempted.
+    """Send up to `limit` due deliveries (`SEND_THREADS` at a time, each within
+    `webhooks.timeout` in total) and record their outcomes; return how many were attempted.
 
-    Safe to call from several processes at once: each row is claimed by one caller. Never call
-    it inside a transaction (the sends would hold it open).
+    Safe to call from several processes at once: each row is claimed by one caller, for longer
+    than the batch can take. Never call it inside a transaction (the sends would hold it open).
     """
     now = now or timezone.now()
     token, claimed = _claim_due(now, limit)
@@ -416,21 +336,41 @@ def webhook_deliver_due(*, limit: int = BATCH_SIZE, now: datetime | None = None)
         return 0
     config = settings.ARIACLUSTER.webhooks
     policy = settings.ARIACLUSTER.security.url_policy
-    jobs: list[tuple[WebhookDelivery, _Job]] = []
-    outcomes: list[tuple[WebhookDelivery, _Outcome]] = []
-    for delivery in claimed:
-        job = _job(delivery, now)
-        if isinstance(job, _Outcome):
-            outcomes.append((delivery, job))
-        else:
-            jobs.append((delivery, job))
-    if jobs:
-        with ThreadPoolExecutor(max_workers=min(SEND_THREADS, len(jobs))) as pool:
-            sent = pool.map(lambda j: _send(j, policy, config.timeout), [j for _, j in jobs])
-            outcomes += zip([d for d, _ in jobs], sent, strict=True)
-    for delivery, outcome in outcomes:
-        _record(delivery, token, outcome)
+    jobs = [_prepare(delivery, now) for delivery in claimed]
+    with ThreadPoolExecutor(max_workers=SEND_THREADS) as pool:
+        results = [
+            pool.submit(webhook_post, job, policy=policy, timeout=config.timeout)
+            if isinstance(job, SignedRequest)
+            else job
+            for job in jobs
+        ]
+    for delivery, result in zip(claimed, results, strict=True):
+        outcome = result if isinstance(result, Outcome) else _result(result)
+        try:
+            _record(delivery, token, outcome)
+        except Exception:
+            # The others are still recorded; this row's claim runs out and it is tried again.
+            logger.exception("webhook %s: recording the outcome failed", delivery.uuid)
     return len(claimed)
+
+
+def _prepare(delivery: WebhookDelivery, now: datetime) -> SignedRequest | Outcome:
+    """`_signed_request`, or a failed outcome should even that raise (one row cannot stop
+    the batch)."""
+    try:
+        return _signed_request(delivery, now)
+    except Exception as exc:
+        logger.exception("webhook %s: the request could not be prepared", delivery.uuid)
+        return Outcome(False, error=f"could not be prepared: {type(exc).__name__}: {exc}")
+
+
+def _result(future: Future[Outcome]) -> Outcome:
+    try:
+        return future.result()
+    except Exception as exc:
+        # webhook_post never raises; this is the guard should it ever break that promise.
+        logger.exception("webhook send crashed")
+        return Outcome(False, error=f"{type(exc).__name__}: {exc}")
 
 
 _background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="webhooks")

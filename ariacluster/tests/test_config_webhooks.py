@@ -83,6 +83,8 @@ def test_the_environment_wins_over_the_secret_file(
         ({"urls": ["http://169.254.169.254/hook"]}, "webhooks.urls[0]", "denied network"),
         ({"urls": [HOOK, "ftp://files.example/x"]}, "webhooks.urls[1]", "http:// or https://"),
         ({"urls": ["https://"]}, "webhooks.urls[0]", "no host"),
+        ({"urls": ["https://hooks.example.com/café"]}, "webhooks.urls[0]", "non-ASCII"),
+        ({"urls": ["https://bücher.example/in"]}, "webhooks.urls[0]", "xn--"),
         ({"urls": "https://a.example/"}, "webhooks.urls", "expected list"),
         ({"events": ["task.started"]}, "webhooks.events[0]", "must be one of"),
         ({"timeout": 0}, "webhooks.timeout", "> 0"),

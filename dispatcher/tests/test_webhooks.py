@@ -19,9 +19,9 @@ from django.db import transaction
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from dispatcher import leases, services, webhooks
+from dispatcher import leases, services, webhook_transport, webhooks
 from dispatcher.keys import api_key_create, api_key_revoke, api_key_rotate_webhook_secret
-from dispatcher.models import Task, TaskStatus, WebhookDelivery, WebhookStatus
+from dispatcher.models import ApiKey, Task, TaskStatus, WebhookDelivery, WebhookStatus
 from dispatcher.placement import task_assign_pending
 from dispatcher.tests.webhook_receiver import Receiver, receiver
 from dispatcher.webhooks import webhook_deliver_due, webhook_retry_now
@@ -33,7 +33,7 @@ __all__ = ["receiver"]
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_startup_grace")]
 
 SECRET = "global-webhook-secret-0123456789abcdefgh"
-FILES = [{"path": "/downloads/task-1/a.iso", "size": 10, "sha256": "ab" * 32}]
+FILES = [{"path": "task-1/a.iso", "size": 10, "sha256": "ab" * 32}]
 
 
 @pytest.fixture
@@ -369,7 +369,7 @@ def test_a_host_name_that_resolves_to_a_denied_address_is_refused_after_dns(
         assert host == "hooks.example.test"
         return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("169.254.169.254", port))]
 
-    monkeypatch.setattr(webhooks.socket, "getaddrinfo", rebinding_dns)
+    monkeypatch.setattr(webhook_transport.socket, "getaddrinfo", rebinding_dns)
     webhook_deliver_due()
 
     delivery = WebhookDelivery.objects.get()
@@ -472,6 +472,20 @@ def test_a_revoked_keys_url_is_not_notified(receiver: Receiver, registration: Re
     assert WebhookDelivery.objects.count() == 0
 
 
+def test_an_expired_keys_url_is_not_notified(
+    receiver: Receiver, registration: Registration
+) -> None:
+    key, plaintext = api_key_create(name="expiring", webhook_url=receiver.url("/key"))
+    APIClient().post(
+        "/api/v1/tasks/", {"url": "http://e.x/a.iso"}, format="json", HTTP_X_API_KEY=plaintext
+    )
+    ApiKey.objects.filter(pk=key.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    task_assign_pending()
+    complete(registration, Task.objects.get())
+
+    assert WebhookDelivery.objects.count() == 0
+
+
 def test_retry_now_gives_a_failed_delivery_its_attempts_again(
     hooks: Receiver, registration: Registration, configure: Callable[..., None]
 ) -> None:
@@ -499,7 +513,7 @@ def test_a_delivery_whose_claim_ran_out_is_recorded_by_the_new_sender_only(
     make_due()
     webhook_deliver_due()
 
-    status = webhooks._record(claimed, token, webhooks._Outcome(False, 500, "late"))
+    status = webhooks._record(claimed, token, webhook_transport.Outcome(False, 500, "late"))
 
     assert status == "lost"
     delivery = WebhookDelivery.objects.get()

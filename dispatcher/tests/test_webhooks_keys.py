@@ -68,17 +68,29 @@ def test_a_key_without_a_webhook_has_no_secret() -> None:
     assert (key.webhook_url, key.webhook_secret) == ("", "")
 
 
-def test_changing_the_url_keeps_the_secret_and_clearing_it_drops_the_secret() -> None:
+def test_a_new_path_on_the_same_host_keeps_the_secret_and_clearing_drops_it() -> None:
     key, _ = api_key_create(name="k")
     first = api_key_set_webhook(key=key, url=HOOK)
     assert first is not None and key.webhook_secret == first
 
-    assert api_key_set_webhook(key=key, url="https://other.example.com/in") is None
+    assert api_key_set_webhook(key=key, url="https://HOOKS.example.com:8443/v2") is None
     assert key.webhook_secret == first
 
     api_key_set_webhook(key=key, url="")
     key.refresh_from_db()
     assert (key.webhook_url, key.webhook_secret) == ("", "")
+
+
+def test_a_url_on_another_host_gets_a_new_secret() -> None:
+    key, _ = api_key_create(name="k", webhook_url=HOOK)
+    old = key.webhook_secret
+
+    new = api_key_set_webhook(key=key, url="https://other.example.com/in")
+
+    # The old receiver knows `old`: it must not be able to sign for the new one.
+    assert new is not None and new != old
+    key.refresh_from_db()
+    assert key.webhook_secret == new
 
 
 def test_the_keys_page_creates_a_key_with_a_webhook_and_shows_its_secret_once(
@@ -113,7 +125,7 @@ def test_the_admin_creates_a_key_with_a_webhook_and_refuses_a_denied_url(
 ) -> None:
     refused = superuser_client.post(
         "/admin/dispatcher/apikey/add/",
-        {"name": "k", "scope": "write", "webhook_url": METADATA},
+        {"name": "k", "scope": "write", "new_webhook_url": METADATA},
     )
     assert refused.status_code == 200
     assert "denied by the URL policy" in refused.content.decode()
@@ -121,7 +133,7 @@ def test_the_admin_creates_a_key_with_a_webhook_and_refuses_a_denied_url(
 
     created = superuser_client.post(
         "/admin/dispatcher/apikey/add/",
-        {"name": "k", "scope": "write", "webhook_url": HOOK},
+        {"name": "k", "scope": "write", "new_webhook_url": HOOK},
         follow=True,
     )
 
@@ -145,6 +157,9 @@ def test_the_delivery_log_renders_without_user_info_and_retries_now(
     )
 
     page = superuser_client.get("/admin/dispatcher/webhookdelivery/")
+    # A search must not confirm guesses of the user info, a character at a time.
+    guessed = superuser_client.get("/admin/dispatcher/webhookdelivery/?q=hook:hunter")
+    assert guessed.context["cl"].result_count == 0
     detail = superuser_client.get(f"/admin/dispatcher/webhookdelivery/{delivery.pk}/change/")
     filtered = superuser_client.get("/admin/dispatcher/webhookdelivery/?status=failed&q=abc")
 
@@ -177,3 +192,60 @@ def test_the_api_key_changelist_shows_the_webhook_without_its_secret(
     assert "https://hooks.example.com/in" in page
     assert key.webhook_secret not in page and key.webhook_secret not in detail
     assert "pw@" not in page
+
+
+def test_the_api_key_change_page_never_shows_the_webhook_user_info(
+    superuser_client: Client,
+) -> None:
+    key, _ = api_key_create(
+        name="k", webhook_url="https://u:hunter2@hooks.example.com/in?sig=sig-value-42"
+    )
+
+    detail = superuser_client.get(f"/admin/dispatcher/apikey/{key.pk}/change/").content.decode()
+
+    assert "https://hooks.example.com/in?sig=***" in detail
+    assert "hunter2" not in detail and "sig-value-42" not in detail
+
+
+def test_the_admin_keeps_replaces_or_removes_a_keys_webhook(superuser_client: Client) -> None:
+    key, _ = api_key_create(name="k", webhook_url="https://u:hunter2@hooks.example.com/in")
+    secret = key.webhook_secret
+    change = f"/admin/dispatcher/apikey/{key.pk}/change/"
+    form = {"name": "renamed", "scope": "read"}
+
+    kept = superuser_client.post(change, form, follow=True)
+    key.refresh_from_db()
+    assert (key.name, key.webhook_url, key.webhook_secret) == (
+        "renamed",
+        "https://u:hunter2@hooks.example.com/in",
+        secret,
+    )
+    assert "signing secret" not in kept.content.decode()
+
+    moved = superuser_client.post(
+        change, {**form, "new_webhook_url": "https://ci.example.org/hook"}, follow=True
+    )
+    key.refresh_from_db()
+    assert key.webhook_url == "https://ci.example.org/hook"
+    assert key.webhook_secret != secret
+    assert key.webhook_secret in moved.content.decode(), "the new secret is shown once"
+
+    superuser_client.post(change, {**form, "remove_webhook": "on"})
+    key.refresh_from_db()
+    assert (key.webhook_url, key.webhook_secret) == ("", "")
+
+
+def test_the_admin_refuses_a_new_url_together_with_removing_the_webhook(
+    superuser_client: Client,
+) -> None:
+    key, _ = api_key_create(name="k", webhook_url=HOOK)
+
+    response = superuser_client.post(
+        f"/admin/dispatcher/apikey/{key.pk}/change/",
+        {"name": "k", "scope": "write", "new_webhook_url": HOOK + "2", "remove_webhook": "on"},
+    )
+
+    assert response.status_code == 200
+    assert "not both" in response.content.decode()
+    key.refresh_from_db()
+    assert key.webhook_url == HOOK
