@@ -31,7 +31,12 @@ from tests.support.torrent import make_torrent
 playwright_sync = pytest.importorskip("playwright.sync_api")
 expect = playwright_sync.expect
 
-pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.any_backend, pytest.mark.timeout(240)]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.e2e,
+    pytest.mark.any_backend,
+    pytest.mark.timeout(240),
+]
 
 USER, PASSWORD = "ui", "ui-password-1234"
 
