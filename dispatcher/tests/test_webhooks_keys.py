@@ -249,3 +249,16 @@ def test_the_admin_refuses_a_new_url_together_with_removing_the_webhook(
     assert "not both" in response.content.decode()
     key.refresh_from_db()
     assert key.webhook_url == HOOK
+
+
+def test_the_keys_page_never_echoes_the_webhook_urls_credentials(member_client: Client) -> None:
+    url = "https://hookuser:hookpass@127.0.0.1:9/hook"
+    response = member_client.post(
+        "/keys/", {"name": "notify", "scope": "write", "webhook_url": url}
+    )
+
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert ApiKey.objects.get().webhook_url == url
+    assert "hookpass" not in page
+    assert "127.0.0.1:9/hook" in page
