@@ -264,3 +264,46 @@ def test_a_maintenance_tick_expires_leases_and_places_the_tasks_elsewhere(
     assert done == {"expired_workers": 1, "removed_workers": 0, "placed": 1}
     task.refresh_from_db()
     assert (task.worker_id, task.epoch) == (healthy.pk, 3)
+
+
+def test_a_progress_batch_writes_every_field_to_the_right_row(
+    register_worker: Callable[..., Registration],
+) -> None:
+    worker = register_worker("w1", max_tasks=3).worker
+    first, second, third = place(3)
+    before = timezone.now()
+    items = [
+        leases.ProgressItem(
+            task_id=task.pk,
+            epoch=task.epoch,
+            status="active",
+            total_length=1_000 * (n + 1),
+            completed_length=100 * (n + 1),
+            download_speed=10 * (n + 1),
+            upload_speed=n,
+            connections=n + 1,
+            gid=f"{n + 1:016x}",
+            phase="fetching metadata" if n == 1 else "",
+            uploaded_length=7 * n,
+            files=[{"path": "a.bin", "size": 5, "completed": n, "selected": True}]
+            if n == 2
+            else None,
+        )
+        for n, task in enumerate([first, second, third])
+    ]
+
+    assert leases.task_report_progress(worker=worker, items=items) == []
+
+    rows = {t.pk: t for t in Task.objects.filter(pk__in=[first.pk, second.pk, third.pk])}
+    for n, task in enumerate([first, second, third]):
+        row = rows[task.pk]
+        assert row.status == TaskStatus.DOWNLOADING
+        assert (row.total_length, row.completed_length) == (1_000 * (n + 1), 100 * (n + 1))
+        assert (row.download_speed, row.upload_speed, row.connections) == (10 * (n + 1), n, n + 1)
+        assert row.gid == f"{n + 1:016x}"
+        assert row.uploaded_length == 7 * n
+        assert row.started_at is not None and before <= row.started_at <= timezone.now()
+        assert row.updated_at >= before
+    assert rows[second.pk].phase == "fetching metadata" and rows[first.pk].phase == ""
+    assert rows[third.pk].files == [{"path": "a.bin", "size": 5, "completed": 2, "selected": True}]
+    assert rows[first.pk].files == first.files
