@@ -12,6 +12,7 @@ Usage: python -m bench.progress_post [--posts 300] [--database postgresql|sqlite
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -34,7 +35,8 @@ def _database(kind: str) -> Iterator[None]:
     os.environ.pop("DATABASE_URL", None)
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "dispatcher.json"
-        config.write_text('{"database": {"type": "sqlite", "path": "%s/db.sqlite3"}}' % tmp)
+        database = {"database": {"type": "sqlite", "path": f"{tmp}/db.sqlite3"}}
+        config.write_text(json.dumps(database))
         os.environ["ARIACLUSTER_CONFIG"] = str(config)
         yield
 
