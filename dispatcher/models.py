@@ -127,6 +127,8 @@ class Task(models.Model):
             models.Index(fields=["status", "-priority", "created_at"], name="task_queue_idx"),
             models.Index(fields=["worker", "status"], name="task_worker_idx"),
             models.Index(fields=["-created_at"], name="task_recent_idx"),
+            # The task list filtered by status, newest first, without sorting every match.
+            models.Index(fields=["status", "-created_at", "-id"], name="task_status_recent_idx"),
         ]
 
     def __str__(self) -> str:
