@@ -260,8 +260,9 @@ class PlacementRunner:
     """One placement pass at a time per process, off the request path, with requests coalesced.
 
     Every write that may free a slot or queue work asks for a pass after it commits. Running the
-    pass inline cost each agent report and API call a full pass (and under Daphne every sync view
-    shares one thread, so everyone waited for it). Instead, inside a server process an asyncio
+    pass inline made each agent report and API call wait for a full pass before its answer, and
+    concurrent passes of one process fought over the same rows and locks. Instead, inside a
+    server process an asyncio
     task owns placement: a request only sets an event; the task runs a pass in its own thread and
     its own database connection; requests that arrive during a pass fold into a single next pass.
     Without a running server loop (management commands, tests, benchmarks) a request places
