@@ -14,59 +14,25 @@ from __future__ import annotations
 import json
 import logging
 import queue
-import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
 import websocket
 
-from worker_agent.dispatcher_client import backoff_delays
+from worker_agent.dispatcher_client import SocketReader
 
 log = logging.getLogger(__name__)
 
 EVENT = "_aria2_event"
 
 
-class Aria2Events:
+class Aria2Events(SocketReader):
     """Background reader of aria2's notifications; ``url()`` is asked at every (re)connect."""
 
     def __init__(self, url: Callable[[], str], messages: queue.Queue[dict[str, Any]]) -> None:
+        super().__init__("aria2-events", first=0.2, cap=5.0, steady=30.0)
         self.url = url
         self.messages = messages
-        self.connected = threading.Event()
-        self._stop = threading.Event()
-        self._socket: websocket.WebSocket | None = None
-        self._thread = threading.Thread(target=self._run, name="aria2-events", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        sock = self._socket
-        if sock is not None:
-            try:
-                sock.close()
-            except Exception:
-                log.debug("aria2 websocket close failed", exc_info=True)
-        if self._thread.ident is not None:
-            self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        delay = backoff_delays(0.2, 5.0)
-        while not self._stop.is_set():
-            began = time.monotonic()
-            try:
-                self._session()
-            except Exception as exc:  # noqa: BLE001 - any failure means: reconnect
-                log.debug("aria2 notifications: %s", exc)
-            finally:
-                self.connected.clear()
-                self._socket = None
-            if time.monotonic() - began > 30:
-                delay = backoff_delays(0.2, 5.0)
-            self._stop.wait(delay())
 
     def _session(self) -> None:
         sock = websocket.create_connection(self.url(), timeout=5)

@@ -142,7 +142,57 @@ class DispatcherClient:
         return urlunsplit((scheme, parts.netloc, "/ws/agent/", "", ""))
 
 
-class CommandStream:
+class SocketReader:
+    """A daemon thread that keeps one websocket session open until :meth:`stop`.
+
+    Subclasses implement :meth:`_session` (open the socket, store it in ``_socket``, set
+    ``connected``, read until it fails); any failure reconnects after a jittered backoff from
+    ``first`` doubling to ``cap``, reset once a session lasted ``steady`` seconds.
+    """
+
+    def __init__(self, name: str, *, first: float, cap: float, steady: float) -> None:
+        self.name = name
+        self.connected = threading.Event()
+        self._stop = threading.Event()
+        self._socket: websocket.WebSocket | None = None
+        self._backoff = (first, cap)
+        self._steady = steady
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        sock = self._socket
+        if sock is not None:
+            try:
+                sock.close()
+            except Exception:
+                log.debug("%s: close failed", self.name, exc_info=True)
+        if self._thread.ident is not None:
+            self._thread.join(timeout=5)
+
+    def _session(self) -> None:
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        delay = backoff_delays(*self._backoff)
+        while not self._stop.is_set():
+            began = time.monotonic()
+            try:
+                self._session()
+            except Exception as exc:  # noqa: BLE001 - any failure means: reconnect
+                log.debug("%s: %s", self.name, exc)
+            finally:
+                self.connected.clear()
+                self._socket = None
+            if time.monotonic() - began > self._steady:
+                delay = backoff_delays(*self._backoff)
+            self._stop.wait(delay())
+
+
+class CommandStream(SocketReader):
     """Background websocket reader that delivers decoded messages to ``messages``.
 
     ``token`` is called at every (re)connect so a re-registration's new token is used. Each
@@ -157,46 +207,18 @@ class CommandStream:
         *,
         ping_interval: float = 20.0,
     ) -> None:
+        super().__init__("dispatcher-ws", first=0.5, cap=30.0, steady=60.0)
         self.url = url
         self.token = token
         self.messages = messages
         self.ping_interval = ping_interval
-        self.connected = threading.Event()
-        self._stop = threading.Event()
-        self._socket: websocket.WebSocket | None = None
-        self._thread = threading.Thread(target=self._run, name="dispatcher-ws", daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
+    def _session(self) -> None:
+        token = self.token()
+        if token:  # not registered yet: try again after the backoff
+            self._read(token)
 
-    def stop(self) -> None:
-        self._stop.set()
-        sock = self._socket
-        if sock is not None:
-            try:
-                sock.close()
-            except Exception:
-                log.debug("websocket close failed", exc_info=True)
-        self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        delay = backoff_delays()
-        while not self._stop.is_set():
-            token = self.token()
-            began = time.monotonic()
-            if token:
-                try:
-                    self._session(token)
-                except Exception as exc:  # noqa: BLE001 - any failure means: reconnect
-                    log.debug("websocket: %s", exc)
-                finally:
-                    self.connected.clear()
-                    self._socket = None
-            if time.monotonic() - began > 60:
-                delay = backoff_delays()
-            self._stop.wait(delay())
-
-    def _session(self, token: str) -> None:
+    def _read(self, token: str) -> None:
         sock = websocket.create_connection(
             self.url, header=[f"Authorization: Bearer {token}"], timeout=10
         )
