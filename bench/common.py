@@ -11,7 +11,6 @@ import json
 import math
 import os
 import platform
-import secrets
 import shutil
 import subprocess
 import sys
@@ -260,16 +259,10 @@ def verify_files(files: dict[str, Path], digests: dict[str, str]) -> int:
 @contextmanager
 def postgres_database() -> Iterator[str]:
     """A scratch PostgreSQL database for one benchmark, dropped afterwards; yields its URL."""
-    import psycopg
+    from tests.support.e2e import scratch_postgres_database
 
-    name = f"ariacluster_bench_{secrets.token_hex(4)}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_postgres_database(PG_ADMIN_URL, "ariacluster_bench") as url:
+        yield url
 
 
 @contextmanager

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -18,10 +17,10 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from ariacluster.localcluster import free_port, wait_for_http
+from tests.support.e2e import scratch_postgres_database
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
@@ -32,14 +31,8 @@ REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
 
 @pytest.fixture
 def fresh_database() -> Iterator[str]:
-    name = f"ariacluster_entry_{secrets.token_hex(4)}"
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_postgres_database(POSTGRES_URL, "ariacluster_entry") as url:
+        yield url
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

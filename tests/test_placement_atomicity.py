@@ -14,18 +14,12 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PG_ADMIN_URL = os.environ.get(
-    "ARIACLUSTER_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
-# One name per run: two suites running at once must not drop each other's database.
-PG_DATABASE = f"ariacluster_atomicity_{os.getpid()}"
 WORKERS = 40
 MAX_TASKS = 120
 TASKS = 5000
@@ -136,27 +130,6 @@ def _assert_placement_is_atomic(env: dict[str, str], processes: int) -> None:
 
 def test_placement_is_atomic_across_four_processes_on_sqlite(tmp_path: Path) -> None:
     _assert_placement_is_atomic(_env(tmp_path, None), processes=4)
-
-
-@pytest.fixture
-def postgres_database() -> Iterator[str]:
-    """A dedicated database, created fresh and dropped afterwards."""
-    import psycopg
-
-    try:
-        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        message = f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    with admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)")
-        admin.execute(f"CREATE DATABASE {PG_DATABASE}")
-        try:
-            yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{PG_DATABASE}"
-        finally:
-            admin.execute(f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)")
 
 
 @pytest.mark.postgres

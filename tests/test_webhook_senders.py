@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,35 +20,10 @@ from dispatcher.tests.webhook_receiver import Receiver, receiver
 __all__ = ["receiver"]
 
 ROOT = Path(__file__).resolve().parent.parent
-PG_ADMIN_URL = os.environ.get(
-    "ARIACLUSTER_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
-PG_DATABASE = f"ariacluster_webhooks_{os.getpid()}"
 DELIVERIES = 200
 SENDERS = 4
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(120)]
-
-
-@pytest.fixture
-def postgres_database() -> Iterator[str]:
-    """A dedicated database, created fresh and dropped afterwards."""
-    import psycopg
-
-    try:
-        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        message = f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    with admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)")
-        admin.execute(f"CREATE DATABASE {PG_DATABASE}")
-        try:
-            yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{PG_DATABASE}"
-        finally:
-            admin.execute(f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)")
 
 
 def _env(tmp_path: Path, database_url: str, hook_url: str) -> dict[str, str]:

@@ -122,22 +122,32 @@ class Cluster:
 
 
 @contextmanager
+def scratch_postgres_database(admin_url: str, prefix: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database (random name) on `admin_url`'s server; dropped after.
+
+    Yields its URL. The random suffix keeps concurrent runs and tests from meeting.
+    """
+    import psycopg
+
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield admin_url.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
 def _database(env: dict[str, str]) -> Iterator[dict[str, str]]:
     """A fresh PostgreSQL database when DATABASE_URL is set; nothing to do for SQLite."""
     url = os.environ.get("DATABASE_URL")
     if not url:
         yield env
         return
-    import psycopg
-
-    name = f"ariacluster_e2e_{secrets.token_hex(4)}"
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield {**env, "DATABASE_URL": url.rsplit("/", 1)[0] + "/" + name}
-    finally:
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_postgres_database(url, "ariacluster_e2e") as database_url:
+        yield {**env, "DATABASE_URL": database_url}
 
 
 @contextmanager
