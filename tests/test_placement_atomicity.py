@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
+
+from tests.support.procs import Helper
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKERS = 40
@@ -51,44 +50,13 @@ def _env(tmp_path: Path, database_url: str | None) -> dict[str, str]:
     return env
 
 
-def _race(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
-    # stderr goes to a file, not a pipe: the racers are collected one after another, and a
-    # racer whose full stderr pipe blocked its logging while it held SQLite's write lock
-    # stalled the others until "database is locked".
-    log = tempfile.TemporaryFile(mode="w+")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.placement_race", *args],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=log,
-        text=True,
-    )
-    _LOGS[process.pid] = log
-    return process
+def _race(*args: str, env: dict[str, str]) -> Helper:
+    return Helper("tests.support.placement_race", *args, env=env)
 
 
-_LOGS: dict[int, IO[str]] = {}
-
-
-def _stderr(process: subprocess.Popen[str]) -> str:
-    log = _LOGS.pop(process.pid)
-    log.seek(0)
-    text = log.read()
-    log.close()
-    return text
-
-
-def _finish(process: subprocess.Popen[str], timeout: float = 90) -> tuple[dict[str, Any], str]:
-    try:
-        out, _ = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.communicate()
-        pytest.fail(f"process {process.args} did not finish; stderr:\n{_stderr(process)[-3000:]}")
-    err = _stderr(process)
-    assert process.returncode == 0, f"{process.args} exited {process.returncode}:\n{err[-3000:]}"
-    return json.loads(out.strip().splitlines()[-1]), err
+def _finish(helper: Helper) -> tuple[dict[str, Any], str]:
+    report, err = helper.finish()
+    return dict(report), err
 
 
 def _assert_placement_is_atomic(env: dict[str, str], processes: int) -> None:

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -16,6 +14,7 @@ from typing import Any
 import pytest
 
 from dispatcher.tests.webhook_receiver import Receiver, receiver
+from tests.support.procs import Helper
 
 __all__ = ["receiver"]
 
@@ -45,27 +44,14 @@ def _env(tmp_path: Path, database_url: str, hook_url: str) -> dict[str, str]:
     return env
 
 
-def _start(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "tests.support.webhook_senders", *args],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+def _start(*args: str, env: dict[str, str]) -> Helper:
+    return Helper("tests.support.webhook_senders", *args, env=env)
 
 
-def _finish(process: subprocess.Popen[str]) -> dict[str, Any]:
-    try:
-        out, err = process.communicate(timeout=90)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        out, err = process.communicate()
-        pytest.fail(f"{process.args} did not finish; stderr:\n{err[-3000:]}")
-    assert process.returncode == 0, f"{process.args} exited {process.returncode}:\n{err[-3000:]}"
+def _finish(helper: Helper) -> dict[str, Any]:
+    report, err = helper.finish()
     assert "Traceback" not in err, err[-3000:]
-    return dict(json.loads(out.strip().splitlines()[-1]))
+    return dict(report)
 
 
 def test_four_sender_processes_deliver_each_webhook_exactly_once(

@@ -1,8 +1,56 @@
-"""Process helpers for tests that send real signals: children of a pid, liveness."""
+"""Process helpers: children of a pid, liveness, and helper processes that answer in JSON."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
+from typing import IO, Any
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+class Helper:
+    """``python -m <module> <args>`` started now; :meth:`finish` waits for its JSON answer.
+
+    stderr goes to a file, not a pipe: tests start several helpers and collect them one after
+    another, and a helper whose full stderr pipe blocked its logging while it held a database
+    lock (SQLite's write lock) stalled the others until "database is locked".
+    """
+
+    def __init__(self, module: str, *args: str, env: dict[str, str]) -> None:
+        self.log: IO[str] = tempfile.TemporaryFile(mode="w+")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", module, *args],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
+        )
+
+    def stderr(self) -> str:
+        self.log.seek(0)
+        return self.log.read()
+
+    def finish(self, timeout: float = 90) -> tuple[Any, str]:
+        """(the last stdout line as JSON, stderr); fails the test on a timeout or exit != 0."""
+        import pytest
+
+        args = self.process.args
+        try:
+            out, _ = self.process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.communicate()
+            pytest.fail(f"process {args} did not finish; stderr:\n{self.stderr()[-3000:]}")
+        err = self.stderr()
+        self.log.close()
+        code = self.process.returncode
+        assert code == 0, f"{args} exited {code}:\n{err[-3000:]}"
+        return json.loads(out.strip().splitlines()[-1]), err
 
 
 def children(pid: int) -> list[int]:
